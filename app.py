@@ -1,0 +1,259 @@
+"""smm-gateway: a REST facade over an SMM panel's action-style API v2.
+
+This module wires and routes. Collaborators are built on first use, once per
+Lambda container, from the environment; each route reads the request, calls one
+function from `chalicelib` and returns what it gives back.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import os
+import time
+import uuid
+from typing import Any, Callable
+
+from chalice import Chalice, Response
+
+from chalicelib import errors, http, logs, timing
+
+app = Chalice(app_name="smm-gateway")
+app.log.disabled = True  # our own JSON lines replace Chalice's plain-text log
+
+_request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+_caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+
+
+# -- collaborators, built lazily (cold starts import nothing heavy) ------------------
+
+
+def env(name: str, default: str) -> str:
+    return os.environ.get(name) or default
+
+
+@functools.cache
+def boto_client(service: str) -> Any:
+    import boto3  # lazy: boto3 is the largest import of the function
+
+    return boto3.session.Session().client(service)
+
+
+@functools.cache
+def secret() -> Any:
+    from chalicelib.secret import SecretSource
+
+    return SecretSource(boto_client("secretsmanager"), env("GATEWAY_SECRET_ID", "smm-gateway/dev"),
+                        max_age=float(env("SECRET_MAX_AGE_SECONDS", "60")))
+
+
+@functools.cache
+def panel() -> Any:
+    import requests
+
+    from chalicelib.upstream import PanelClient
+
+    return PanelClient(requests.Session(), secret().panel,
+                       timeout=float(env("SMM_TIMEOUT_SECONDS", "10")))
+
+
+@functools.cache
+def catalogue() -> Any:
+    from chalicelib.catalogue import Catalogue
+
+    return Catalogue(panel().services, ttl=float(env("CATALOGUE_TTL_SECONDS", "300")))
+
+
+@functools.cache
+def orders() -> Any:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from chalicelib.orders import Orders
+
+    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"))
+
+
+@functools.cache
+def schemas() -> Any:
+    from chalicelib.schemas import Schemas, load_spec
+
+    return Schemas(load_spec())
+
+
+@functools.cache
+def store() -> Any:
+    from chalicelib.store import DynamoStore
+
+    return DynamoStore(boto_client("dynamodb"), env("GATEWAY_TABLE", "smm-gateway-dev"))
+
+
+@functools.cache
+def desk() -> Any:
+    from decimal import Decimal
+
+    from chalicelib.ordering import OrderDesk, Policy
+
+    def amount(name: str) -> Decimal | None:
+        return Decimal(os.environ[name]) if os.environ.get(name) else None
+
+    policy = Policy(
+        key_required=env("IDEMPOTENCY_KEY_REQUIRED", "true").lower() != "false",
+        retention_seconds=float(env("IDEMPOTENCY_RETENTION_DAYS", "7")) * 86400,
+        lease_seconds=float(env("SMM_TIMEOUT_SECONDS", "10")) * 2 + 30,
+        max_order_charge=amount("MAX_ORDER_CHARGE"),
+        daily_spend_limit=amount("DAILY_SPEND_LIMIT"),
+    )
+    return OrderDesk(panel(), catalogue(), store(), schemas(), policy)
+
+
+def _loaded_panel_key() -> list[str]:
+    """The panel key, for log redaction, only if the secret was already read."""
+    key = secret().loaded_panel_key() if secret.cache_info().currsize else None
+    return [key] if key else []
+
+
+logs.configure(secrets=_loaded_panel_key)
+
+
+# -- the envelope: request id, caller key, one error shape, one log line ------------------
+
+
+@app.middleware("http")
+def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
+    request_id = (event.context or {}).get("requestId") or uuid.uuid4().hex
+    _request_id.set(request_id)
+    _caller.set(None)
+    spent = timing.start_request()
+    started = time.perf_counter()
+    response = http.framework_error(get_response(event), request_id)
+    response.headers["X-Request-Id"] = request_id
+    logs.access(request_id=request_id, method=event.method, route=event.context.get("resourcePath"),
+                status=response.status_code, latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                upstream_ms=round(sum(spent) * 1000, 2), upstream_calls=len(spent), caller=_caller.get())
+    return response
+
+
+def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = False, status: int = 200,
+          content_types: list[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`app.route` plus caller authentication and the translation of domain errors."""
+
+    def register(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def handle(**params: Any) -> Response:
+            try:
+                if not public:
+                    _caller.set(authenticate(app.current_request.headers.get("x-api-key")))
+                result = view(**params)
+            except errors.GatewayError as err:
+                code, body, headers = http.error_answer(err, _request_id.get())
+                return Response(body=body, status_code=code, headers=headers)
+            if isinstance(result, Response):
+                return result
+            return Response(body=result, status_code=status)
+
+        return app.route(path, methods=list(methods), content_types=content_types or ["application/json"])(handle)
+
+    return register
+
+
+def authenticate(presented: str | None) -> str:
+    from chalicelib.callers import identify
+
+    name = identify(presented, secret().get().callers)
+    if name is None:
+        raise errors.Unauthorized("A valid X-API-Key header is required.")
+    return name
+
+
+def query(**readers: Callable[[str], Any]) -> dict[str, Any]:
+    return http.query(app.current_request.query_params, readers)
+
+
+def body(form: bool = False) -> Any:
+    request = app.current_request
+    return http.read_body(request.raw_body, request.headers.get("content-type"), form=form)
+
+
+# -- routes -----------------------------------------------------------------------
+
+
+@route("/health", public=True)
+def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@route("/balance")
+def balance() -> dict[str, Any]:
+    return panel().balance()
+
+
+@route("/services")
+def list_services() -> dict[str, Any]:
+    flags = functools.partial(http.parse_flag)
+    filters = query(type=str, category=str, q=str,
+                    refill=lambda v: flags(v, "refill"), cancel=lambda v: flags(v, "cancel"))
+    return {"services": catalogue().snapshot().select(**filters)}
+
+
+@route("/services/{service_id}")
+def get_service(service_id: str) -> Any:
+    return catalogue().get(http.parse_id(service_id, "service_id"))
+
+
+@route("/orders", methods=("POST",), status=201,
+       content_types=["application/json", "application/x-www-form-urlencoded"])
+def create_order() -> Response:
+    request = app.current_request
+    answer = desk().place(_caller.get(), request.headers.get("idempotency-key"), body(form=True),
+                          form=request.headers.get("content-type", "").startswith("application/x-www-form"))
+    return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
+
+
+@route("/orders")
+def list_orders() -> dict[str, Any]:
+    params = query(ids=http.parse_ids, limit=http.parse_limit, cursor=str, state=str)
+    if "ids" in params:
+        if set(params) != {"ids"}:
+            raise errors.ValidationError("ids cannot be combined with limit, cursor or state.")
+        return {"orders": orders().statuses(params["ids"])}
+    return desk().ledger(_caller.get(), **params)
+
+
+@route("/orders/{order_id}")
+def get_order(order_id: str) -> dict[str, Any]:
+    return orders().status(http.parse_id(order_id, "order_id"))
+
+
+@route("/orders/{order_id}/refill", methods=("POST",), status=201)
+def refill_order(order_id: str) -> dict[str, Any]:
+    return orders().refill(http.parse_id(order_id, "order_id"))
+
+
+@route("/orders/{order_id}/cancel", methods=("POST",))
+def cancel_order(order_id: str) -> dict[str, Any]:
+    return orders().cancel(http.parse_id(order_id, "order_id"))
+
+
+@route("/orders/cancel", methods=("POST",))
+def cancel_orders() -> dict[str, Any]:
+    request = schemas().checked("CancelBatchRequest", body())
+    return {"orders": orders().cancels(request["orders"])}
+
+
+@route("/refills", methods=("POST",))
+def create_refills() -> dict[str, Any]:
+    request = schemas().checked("RefillBatchRequest", body())
+    return {"refills": orders().refills(request["orders"])}
+
+
+@route("/refills")
+def list_refills() -> dict[str, Any]:
+    params = query(ids=http.parse_ids)
+    if "ids" not in params:
+        raise errors.ValidationError("ids is required: GET /refills?ids=1,2,3.", details={"field": "ids"})
+    return {"refills": orders().refill_statuses(params["ids"])}
+
+
+@route("/refills/{refill_id}")
+def get_refill(refill_id: str) -> dict[str, Any]:
+    return orders().refill_status(http.parse_id(refill_id, "refill_id"))

@@ -1,0 +1,139 @@
+"""The panel's service catalogue, fetched rarely and read often.
+
+A real catalogue is thousands of services and megabytes of JSON, and it changes
+seldom, so each container parses it once into normalised records with indexes by
+id, type and category, and refreshes it after a TTL. Order validation reads the
+same cached copy, so a request never pays for the catalogue twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any, Callable, Iterable, TypedDict
+
+from chalicelib import errors, values
+
+log = logging.getLogger(__name__)
+
+TYPES = (
+    "Default", "Package", "Custom Comments", "Custom Comments Package", "Mentions",
+    "Mentions with Hashtags", "Mentions Custom List", "Mentions Hashtag",
+    "Mentions User Followers", "Mentions Media Likers", "Comment Likes", "Poll",
+    "Invites from Groups", "Subscriptions", "Web Traffic",
+)
+_CANONICAL_TYPES = {name.lower(): name for name in TYPES}
+
+
+class Service(TypedDict):
+    id: int
+    name: str
+    type: str
+    category: str
+    rate: str
+    min: int
+    max: int
+    refill: bool
+    cancel: bool
+    dripfeed: bool
+
+
+def service_from_panel(raw: Any) -> Service:
+    """One normalised service; `ValueError` when the entry is unusable."""
+    if not isinstance(raw, dict):
+        raise ValueError("not an object")
+    kind = str(raw.get("type") or "Default").strip()
+    low, high = values.count(raw.get("min")), values.count(raw.get("max"))
+    if low is None or high is None:
+        raise ValueError("min/max are not numbers")
+    return {
+        "id": values.identifier(raw.get("service")),
+        "name": str(raw.get("name") or ""),
+        "type": _CANONICAL_TYPES.get(kind.lower(), kind),
+        "category": str(raw.get("category") or ""),
+        "rate": values.money(raw.get("rate")),
+        "min": low,
+        "max": high,
+        "refill": values.flag(raw.get("refill")),
+        "cancel": values.flag(raw.get("cancel")),
+        "dripfeed": values.flag(raw.get("dripfeed")),
+    }
+
+
+class Snapshot:
+    """An immutable, indexed copy of the catalogue."""
+
+    def __init__(self, services: Iterable[Service]) -> None:
+        self.services = list(services)
+        self.by_id = {s["id"]: s for s in self.services}
+        self._by_type: dict[str, list[Service]] = {}
+        self._by_category: dict[str, list[Service]] = {}
+        for s in self.services:
+            self._by_type.setdefault(s["type"].lower(), []).append(s)
+            self._by_category.setdefault(s["category"].lower(), []).append(s)
+        self._names = {s["id"]: s["name"].lower() for s in self.services}
+
+    def select(self, *, type: str | None = None, category: str | None = None, q: str | None = None,
+               refill: bool | None = None, cancel: bool | None = None) -> list[Service]:
+        found = self.services
+        if type is not None:
+            found = self._by_type.get(type.strip().lower(), [])
+        if category is not None:
+            wanted = category.strip().lower()
+            found = [s for s in found if s["category"].lower() == wanted]
+        if q:
+            needle = q.strip().lower()
+            found = [s for s in found if needle in self._names[s["id"]]]
+        if refill is not None:
+            found = [s for s in found if s["refill"] is refill]
+        if cancel is not None:
+            found = [s for s in found if s["cancel"] is cancel]
+        return found
+
+
+class Catalogue:
+    """The cached catalogue of one container."""
+
+    def __init__(self, fetch: Callable[[], list[Any]], *, ttl: float = 300.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._fetch = fetch
+        self._ttl = ttl
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._snapshot: Snapshot | None = None
+        self._fetched_at = 0.0
+
+    def snapshot(self) -> Snapshot:
+        current = self._snapshot
+        if current is not None and self._clock() - self._fetched_at < self._ttl:
+            return current
+        with self._lock:  # one refresh at a time; the others wait for its result
+            if self._snapshot is not None and self._clock() - self._fetched_at < self._ttl:
+                return self._snapshot
+            try:
+                self._snapshot = Snapshot(self._parse(self._fetch()))
+            except errors.GatewayError:
+                if self._snapshot is None:
+                    raise
+                log.warning("catalogue refresh failed; serving the previous copy")
+            self._fetched_at = self._clock()
+            return self._snapshot
+
+    def get(self, service_id: int) -> Service:
+        service = self.snapshot().by_id.get(service_id)
+        if service is None:
+            raise errors.NotFound(f"No service {service_id}.", code="service_not_found")
+        return service
+
+    @staticmethod
+    def _parse(raw_services: list[Any]) -> list[Service]:
+        services, skipped = [], 0
+        for raw in raw_services:
+            try:
+                services.append(service_from_panel(raw))
+            except ValueError:
+                skipped += 1
+        if skipped:
+            log.warning("catalogue: skipped %d unreadable service entries", skipped)
+        return services

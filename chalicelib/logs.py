@@ -1,0 +1,60 @@
+"""One JSON line per log record, so CloudWatch Insights can query every field.
+
+The access line per request carries route, status, latency, upstream latency and
+the caller's name. Nothing logs request bodies or the secret; the redaction below
+is a second line of defence should a panel key ever reach a message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any, Callable
+
+ACCESS = logging.getLogger("chalicelib.access")
+_EXTRA = "fields"
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, secrets: Callable[[], list[str]] = list) -> None:
+        super().__init__()
+        self._secrets = secrets
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + "Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        line.update(getattr(record, _EXTRA, {}))
+        if record.exc_info:
+            line["exception"] = self.formatException(record.exc_info)
+        text = json.dumps(line, default=str)
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "[redacted]")
+        return text
+
+
+def configure(secrets: Callable[[], list[str]] = list, stream: Any = None) -> None:
+    """Send the gateway's loggers to one stream as JSON lines (idempotent)."""
+    root = logging.getLogger("chalicelib")
+    if any(getattr(h, "_smm_gateway", False) for h in root.handlers):
+        return
+    handler = logging.StreamHandler(stream or sys.stdout)
+    handler.setFormatter(JsonFormatter(secrets))
+    handler._smm_gateway = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    root.propagate = False
+
+
+def access(**fields: Any) -> None:
+    ACCESS.info("request", extra={_EXTRA: fields})
+
+
+def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
+    logger.log(level, message, extra={_EXTRA: fields})

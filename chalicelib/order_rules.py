@@ -1,0 +1,138 @@
+"""What an order needs, by service type, checked before any money is at stake.
+
+The request body has already passed the `OrderRequest` schema (types, sizes,
+unknown fields). This module adds what depends on the service from the catalogue:
+the fields its type requires or allows, the quantity range, drip-feed, and the
+estimated charge. Its output is exactly the form the panel's `add` receives.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+from chalicelib import errors
+from chalicelib.catalogue import Service
+
+DRIP = frozenset({"runs", "interval"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    required: frozenset[str]
+    optional: frozenset[str] = frozenset()
+    counted: str | None = None  # quantity is the number of lines in this field
+    per_package: bool = False  # the rate is per order, not per 1000 units
+
+
+def _rule(required: str, optional: str = "", **kw: Any) -> Rule:
+    return Rule(frozenset(required.split()), frozenset(optional.split()), **kw)
+
+
+RULES: dict[str, Rule] = {
+    "Default": _rule("link quantity", "runs interval"),
+    "Package": _rule("link", per_package=True),
+    "Custom Comments": _rule("link comments", counted="comments"),
+    "Custom Comments Package": _rule("link comments", per_package=True),
+    "Mentions": _rule("link quantity usernames"),
+    "Mentions with Hashtags": _rule("link quantity usernames hashtags"),
+    "Mentions Custom List": _rule("link usernames", counted="usernames"),
+    "Mentions Hashtag": _rule("link quantity hashtag"),
+    "Mentions User Followers": _rule("link quantity username"),
+    "Mentions Media Likers": _rule("link quantity media"),
+    "Comment Likes": _rule("link quantity username"),
+    "Poll": _rule("link quantity answer_number"),
+    "Invites from Groups": _rule("link quantity groups"),
+    "Subscriptions": _rule("username min max delay", "posts old_posts expiry"),
+    "Web Traffic": _rule("link quantity country device type_of_traffic",
+                         "google_keyword referring_url runs interval"),
+}
+# Web Traffic: which extra field each type_of_traffic needs (3, blank referrer, needs none).
+TRAFFIC_FIELDS = {1: "google_keyword", 2: "referring_url"}
+
+
+@dataclass(frozen=True)
+class Prepared:
+    params: dict[str, str]  # the panel's `add` parameters (without key and action)
+    quantity: int | None
+    estimated_charge: Decimal
+
+
+def prepare(request: dict[str, Any], service: Service) -> Prepared:
+    rule = RULES.get(service["type"])
+    if rule is None:
+        raise errors.Refused(f"Service {service['id']} has type {service['type']!r}, which the gateway "
+                             "cannot order.", code="unsupported_service_type")
+    given = set(request) - {"service"}
+    _check_fields(given, rule, request, service)
+    if "link" in request:
+        _check_url(request["link"], "link")
+    quantity = len(request[rule.counted]) if rule.counted else request.get("quantity")
+    if quantity is not None and not service["min"] <= quantity <= service["max"]:
+        raise errors.Refused(
+            f"quantity {quantity} is outside {service['min']}..{service['max']} for service {service['id']}.",
+            code="quantity_out_of_range", details={"field": rule.counted or "quantity"})
+    if service["type"] == "Subscriptions":
+        _check_subscription(request)
+    return Prepared(_panel_params(request), quantity, _charge(request, service, rule, quantity))
+
+
+def _check_fields(given: set[str], rule: Rule, request: dict[str, Any], service: Service) -> None:
+    kind = service["type"]
+    missing = sorted(rule.required - given)
+    if missing:
+        raise _invalid(missing[0], f"{missing[0]} is required for a {kind!r} service.")
+    extra = sorted(given - rule.required - rule.optional)
+    if extra:
+        raise _invalid(extra[0], f"{extra[0]} does not apply to a {kind!r} service.")
+    drip = given & DRIP
+    if drip and not service["dripfeed"]:
+        raise _invalid(sorted(drip)[0], f"service {service['id']} does not offer drip-feed (runs/interval).")
+    if len(drip) == 1:
+        field = "interval" if "runs" in drip else "runs"
+        raise _invalid(field, "runs and interval go together.")
+    if kind == "Web Traffic":
+        needed = TRAFFIC_FIELDS.get(request["type_of_traffic"])
+        for field in TRAFFIC_FIELDS.values():
+            if field == needed and field not in given:
+                raise _invalid(field, f"{field} is required for type_of_traffic {request['type_of_traffic']}.")
+            if field != needed and field in given:
+                raise _invalid(field, f"{field} does not apply to type_of_traffic {request['type_of_traffic']}.")
+
+
+def _check_url(value: str, field: str) -> None:
+    parts = urlsplit(value) if not any(c.isspace() for c in value) else None
+    if parts is None or parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise _invalid(field, f"{field} must be an http(s) URL without spaces.")
+
+
+def _check_subscription(request: dict[str, Any]) -> None:
+    if request["min"] > request["max"]:
+        raise _invalid("min", "min must not be greater than max.")
+    if "expiry" in request:
+        try:
+            datetime.strptime(request["expiry"], "%d/%m/%Y")
+        except ValueError:
+            raise _invalid("expiry", "expiry must be a date as dd/mm/yyyy.") from None
+
+
+def _charge(request: dict[str, Any], service: Service, rule: Rule, quantity: int | None) -> Decimal:
+    rate = Decimal(service["rate"])
+    if rule.per_package:
+        return rate
+    if quantity is None:  # Subscriptions: at most `max` units per post, for `posts` posts
+        quantity = request["max"] * request.get("posts", 1)
+    return rate * quantity * request.get("runs", 1) / 1000
+
+
+def _panel_params(request: dict[str, Any]) -> dict[str, str]:
+    return {name: "\n".join(value) if isinstance(value, list) else str(value)
+            for name, value in request.items()}
+
+
+def _invalid(field: str, message: str) -> errors.ValidationError:
+    return errors.ValidationError(f"{field}: {message}" if not message.startswith(field) else message,
+                                  details={"field": field})

@@ -1,0 +1,360 @@
+"""Idempotency records and the order ledger, in one DynamoDB table.
+
+Three kinds of item share the table (pk, sk):
+
+    IDEM#<caller>#<sha256(key)> / IDEM        one per Idempotency-Key; completed ones expire
+    LEDGER#<caller>             / <time>#<id>  one per order attempt; never expires
+    SPEND#<caller>              / <YYYY-MM-DD> the day's reserved spending (only with a cap)
+
+Every write is conditional and carries the attempt's owner token. An attempt moves
+
+    claim ──► in_flight ──► completed (answer stored, replayed, expires after retention)
+                   │──► released  (panel refused, or nothing sent: both items deleted)
+                   └──► unknown   (sent, answer lost; kept until an operator resolves it)
+
+A claim is one transaction (record + ledger entry [+ spending]) and so is each
+transition, so a new order costs two DynamoDB requests and a replay costs one:
+the failed claim returns the existing record.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from decimal import Decimal
+from typing import Any, Protocol
+
+from chalicelib import errors
+
+IN_FLIGHT, COMPLETED, UNKNOWN = "in_flight", "completed", "unknown"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One try at placing an order under an idempotency key."""
+
+    caller: str
+    key: str
+    key_hash: str
+    owner: str
+    fingerprint: str
+    created_at: float
+    lease_until: float
+    request: dict[str, Any]
+    estimated_charge: str
+    quantity: int | None = None
+    spend_day: str | None = None
+    spend_room: Decimal | None = None  # the daily cap minus this order's charge
+
+    @property
+    def ledger_sk(self) -> str:
+        return f"{iso(self.created_at)}#{self.owner}"
+
+
+@dataclass(frozen=True)
+class Record:
+    """An idempotency record as stored."""
+
+    state: str
+    owner: str
+    fingerprint: str
+    lease_until: float
+    ledger_sk: str
+    answer: dict[str, Any] | None = None
+    expires_at: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    def claim(self, attempt: Attempt, now: float) -> Record | None:
+        """Take the key: None when taken, else the record that holds it.
+
+        Raises `Refused(spending_limit_exceeded)` when the daily cap would be passed."""
+
+    def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
+        """Store the answer. Conditional on ownership only: a late completion also
+        corrects a record that a retry marked unknown in the meantime."""
+        self._transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
+                                        order_id, answer, expires_at))
+
+    def release(self, attempt: Attempt) -> None: ...
+
+    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None: ...
+
+    def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
+
+    def find(self, caller: str, key_hash: str) -> Record | None: ...
+
+    def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
+                expires_at: float) -> None: ...
+
+
+class DynamoStore:
+    """`Store` on DynamoDB (low-level client, typed through boto3's serializer)."""
+
+    def __init__(self, client: Any, table: str) -> None:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self._client = client
+        self._table = table
+        self._to = TypeSerializer().serialize
+        self._from = TypeDeserializer().deserialize
+
+    # -- transitions -------------------------------------------------------------
+
+    def claim(self, attempt: Attempt, now: float) -> Record | None:
+        items = [
+            {"Put": {
+                "TableName": self._table,
+                "Item": self._item(_idem_key(attempt.caller, attempt.key_hash) | {
+                    "state": IN_FLIGHT, "owner": attempt.owner, "fingerprint": attempt.fingerprint,
+                    "lease_until": _num(attempt.lease_until), "ledger_sk": attempt.ledger_sk,
+                    "caller": attempt.caller, "created_at": iso(attempt.created_at),
+                    "spend_day": attempt.spend_day, "estimated_charge": attempt.estimated_charge,
+                }),
+                # Free, or completed and past retention (TTL deletes lazily, so check here too).
+                "ConditionExpression": "attribute_not_exists(pk) OR (#state = :completed AND expires_at < :now)",
+                "ExpressionAttributeNames": {"#state": "state"},
+                "ExpressionAttributeValues": self._values({":completed": COMPLETED, ":now": _num(now)}),
+                "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
+            }},
+            {"Put": {
+                "TableName": self._table,
+                "Item": self._item(_ledger_key(attempt.caller, attempt.ledger_sk) | {
+                    "state": "submitting", "lease_until": _num(attempt.lease_until),
+                    "idempotency_key": attempt.key, "key_hash": attempt.key_hash,
+                    "request": json.dumps(attempt.request, sort_keys=True),
+                    "estimated_charge": attempt.estimated_charge, "created_at": iso(attempt.created_at),
+                    "quantity": attempt.quantity,
+                }),
+                "ConditionExpression": "attribute_not_exists(pk)",
+            }},
+        ]
+        if attempt.spend_day is not None:
+            items.append({"Update": {
+                "TableName": self._table,
+                "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
+                "UpdateExpression": "ADD total :charge",
+                "ConditionExpression": "attribute_not_exists(total) OR total <= :room",
+                "ExpressionAttributeValues": self._values({
+                    ":charge": Decimal(attempt.estimated_charge), ":room": attempt.spend_room}),
+            }})
+        try:
+            self._transact(items)
+        except _Cancelled as cancelled:
+            held, _ledger, *spend = cancelled.reasons
+            if held.get("Code") == "ConditionalCheckFailed" and held.get("Item"):
+                return self._record(self._plain(held["Item"]))
+            if held.get("Code") in {"TransactionConflict", "ConditionalCheckFailed"}:
+                # Another claim on this key is being written right now.
+                return Record(IN_FLIGHT, "", attempt.fingerprint, attempt.lease_until, "")
+            if spend and spend[0].get("Code") == "ConditionalCheckFailed":
+                raise errors.Refused("This order would pass the caller's daily spending limit.",
+                                     code="spending_limit_exceeded") from None
+            raise errors.StorageUnavailable("The idempotency record could not be written.") from None
+        return None
+
+    def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
+        """Store the answer. Conditional on ownership only: a late completion also
+        corrects a record that a retry marked unknown in the meantime."""
+        self._transact([
+            self._owned_update(attempt.caller, attempt.key_hash, attempt.owner,
+                               "SET #state = :completed, answer = :answer, order_id = :order, "
+                               "expires_at = :expires REMOVE lease_until",
+                               {":completed": COMPLETED, ":answer": json.dumps(answer),
+                                ":order": order_id, ":expires": _num(expires_at)}),
+            self._ledger_update(attempt.caller, attempt.ledger_sk, "SET #state = :pending, order_id = :order, "
+                                "#status = :status REMOVE lease_until",
+                                {":pending": "pending", ":order": order_id, ":status": "Pending"}),
+        ])
+
+    def release(self, attempt: Attempt) -> None:
+        items: list[dict[str, Any]] = [
+            {"Delete": {
+                "TableName": self._table,
+                "Key": self._item(_idem_key(attempt.caller, attempt.key_hash)),
+                "ConditionExpression": "#owner = :owner",
+                "ExpressionAttributeNames": {"#owner": "owner"},
+                "ExpressionAttributeValues": self._values({":owner": attempt.owner}),
+            }},
+            {"Delete": {"TableName": self._table,
+                        "Key": self._item(_ledger_key(attempt.caller, attempt.ledger_sk))}},
+        ]
+        if attempt.spend_day is not None:
+            items.append({"Update": {
+                "TableName": self._table,
+                "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
+                "UpdateExpression": "ADD total :refund",
+                "ExpressionAttributeValues": self._values({":refund": -Decimal(attempt.estimated_charge)}),
+            }})
+        self._transact(items)
+
+    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None:
+        self._transact([
+            self._owned_update(caller, key_hash, owner, "SET #state = :unknown REMOVE lease_until",
+                               {":unknown": UNKNOWN}, only_in_flight=True),
+            self._ledger_update(caller, ledger_sk, "SET #state = :unknown REMOVE lease_until",
+                                {":unknown": UNKNOWN}),
+        ])
+
+    def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
+                expires_at: float) -> None:
+        """Operator's decision on an unknown outcome: record the real order, or free the key."""
+        record = self.find(caller, key_hash)
+        if record is None:
+            raise errors.NotFound("No idempotency record for this caller and key.")
+        if record.state == COMPLETED:
+            raise errors.IdempotencyConflict("This key already completed; nothing to resolve.")
+        if order_id is None:
+            self._transact([
+                {"Delete": {"TableName": self._table, "Key": self._item(_idem_key(caller, key_hash)),
+                            "ConditionExpression": "#owner = :owner",
+                            "ExpressionAttributeNames": {"#owner": "owner"},
+                            "ExpressionAttributeValues": self._values({":owner": record.owner})}},
+                {"Delete": {"TableName": self._table, "Key": self._item(_ledger_key(caller, record.ledger_sk))}},
+            ])
+            return
+        self._transact(self._completion(caller, key_hash, record.owner, record.ledger_sk,
+                                        order_id, answer or {}, expires_at))
+
+    # -- reads ---------------------------------------------------------------------
+
+    def find(self, caller: str, key_hash: str) -> Record | None:
+        found = self._call("get_item", TableName=self._table, Key=self._item(_idem_key(caller, key_hash)),
+                           ConsistentRead=True)
+        item = found.get("Item")
+        return self._record(self._plain(item)) if item else None
+
+    def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of the caller's ledger, newest first."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "ExpressionAttributeValues": self._values({":pk": f"LEDGER#{caller}"}),
+            "ScanIndexForward": False,
+            "Limit": limit,
+        }
+        if cursor:
+            params["ExclusiveStartKey"] = self._item(_ledger_key(caller, _decode_cursor(cursor)))
+        page = self._call("query", **params)
+        last = page.get("LastEvaluatedKey")
+        return ([self._plain(item) for item in page.get("Items", [])],
+                _encode_cursor(self._plain(last)["sk"]) if last else None)
+
+    # -- plumbing ------------------------------------------------------------------
+
+    def _completion(self, caller: str, key_hash: str, owner: str, ledger_sk: str, order_id: int,
+                    answer: dict[str, Any], expires_at: float) -> list[dict[str, Any]]:
+        return [
+            self._owned_update(caller, key_hash, owner,
+                               "SET #state = :completed, answer = :answer, order_id = :order, "
+                               "expires_at = :expires REMOVE lease_until",
+                               {":completed": COMPLETED, ":answer": json.dumps(answer),
+                                ":order": order_id, ":expires": _num(expires_at)}),
+            self._ledger_update(caller, ledger_sk, "SET #state = :pending, order_id = :order, "
+                                "#status = :status REMOVE lease_until",
+                                {":pending": "pending", ":order": order_id, ":status": "Pending"}),
+        ]
+
+    def _owned_update(self, caller: str, key_hash: str, owner: str, expression: str,
+                      values: dict[str, Any], only_in_flight: bool = False) -> dict[str, Any]:
+        condition = "#owner = :owner" + (" AND #state = :in_flight" if only_in_flight else "")
+        extra = {":in_flight": IN_FLIGHT} if only_in_flight else {}
+        return {"Update": {
+            "TableName": self._table,
+            "Key": self._item(_idem_key(caller, key_hash)),
+            "UpdateExpression": expression,
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
+            "ExpressionAttributeValues": self._values({":owner": owner, **values, **extra}),
+        }}
+
+    def _ledger_update(self, caller: str, ledger_sk: str, expression: str, values: dict[str, Any]) -> dict[str, Any]:
+        names = {"#state": "state"} | ({"#status": "status"} if "#status" in expression else {})
+        return {"Update": {
+            "TableName": self._table,
+            "Key": self._item(_ledger_key(caller, ledger_sk)),
+            "UpdateExpression": expression,
+            "ConditionExpression": "attribute_exists(pk)",
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": self._values(values),
+        }}
+
+    def _transact(self, items: list[dict[str, Any]]) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise _Cancelled(exc.response.get("CancellationReasons", [])) from exc
+            raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
+        except Exception as exc:  # endpoint or credential trouble: botocore's own errors
+            raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
+
+    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
+        try:
+            return getattr(self._client, operation)(**params)
+        except Exception as exc:
+            raise errors.StorageUnavailable("DynamoDB could not be read.") from exc
+
+    def _item(self, plain: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._to(v) for k, v in plain.items() if v is not None}
+
+    def _values(self, plain: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._to(v) for k, v in plain.items()}
+
+    def _plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._from(v) for k, v in item.items()}
+
+    @staticmethod
+    def _record(item: dict[str, Any]) -> Record:
+        return Record(
+            state=item.get("state", IN_FLIGHT),
+            owner=item.get("owner", ""),
+            fingerprint=item.get("fingerprint", ""),
+            lease_until=float(item.get("lease_until", 0)),
+            ledger_sk=item.get("ledger_sk", ""),
+            answer=json.loads(item["answer"]) if item.get("answer") else None,
+            expires_at=float(item["expires_at"]) if "expires_at" in item else None,
+            extra={k: item[k] for k in ("order_id", "created_at", "caller") if k in item},
+        )
+
+
+class _Cancelled(Exception):
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("transaction cancelled")
+        self.reasons = list(reasons) + [{}] * 3
+
+
+def _idem_key(caller: str, key_hash: str) -> dict[str, str]:
+    return {"pk": f"IDEM#{caller}#{key_hash}", "sk": "IDEM"}
+
+
+def _ledger_key(caller: str, ledger_sk: str) -> dict[str, str]:
+    return {"pk": f"LEDGER#{caller}", "sk": ledger_sk}
+
+
+def _num(value: float) -> Decimal:
+    return Decimal(str(round(value, 3)))
+
+
+def iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _encode_cursor(sk: str) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> str:
+    try:
+        sk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["sk"]
+        if not isinstance(sk, str) or not sk:
+            raise ValueError
+        return sk
+    except (ValueError, KeyError, TypeError):
+        raise errors.ValidationError("cursor is not one this gateway gave out.",
+                                     details={"field": "cursor"}) from None

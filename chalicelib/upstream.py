@@ -1,0 +1,298 @@
+"""The only code that talks to the panel.
+
+Every call is a form-encoded POST of `key`, `action` and parameters to one URL.
+This module turns what comes back — JSON, `{"error": ...}` with HTTP 200, HTML from
+a CDN, a reset, silence — into normalised results or one of the errors in
+`chalicelib.errors`, through a single mapping. Reads are retried with capped,
+jittered backoff; `add`, `refill` and `cancel` never are, because the panel cannot
+tell whether a lost call was carried out.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from decimal import Decimal
+from typing import Any, Callable, NamedTuple
+
+import requests
+import urllib3.exceptions
+
+from chalicelib import errors, values
+from chalicelib.timing import record_upstream
+
+READS = frozenset({"balance", "services", "status", "refill_status"})
+MAX_BATCH = 100
+MAX_ANSWER_BYTES = 64 * 1024 * 1024
+
+
+class PanelConfig(NamedTuple):
+    url: str
+    key: str
+
+
+# (parts of the panel's error text, error class, code, our message). First match wins.
+_PANEL_ERRORS: tuple[tuple[tuple[str, ...], type[errors.GatewayError], str, str], ...] = (
+    (("api key", "apikey"), errors.UpstreamAuthFailed, "upstream_auth_failed",
+     "The panel refused the gateway's API key."),
+    (("incorrect request",), errors.UpstreamAuthFailed, "upstream_bad_request",
+     "The panel refused the gateway's request."),
+    (("not enough funds", "insufficient funds", "low balance"), errors.InsufficientFunds,
+     "insufficient_funds", "The panel account's balance does not cover this order."),
+    (("active order",), errors.Refused, "link_has_active_order",
+     "The panel already has an unfinished order on this link."),
+    (("quantity",), errors.Refused, "quantity_out_of_range",
+     "The quantity is outside what the service accepts."),
+    (("link",), errors.Refused, "invalid_link", "The panel refused the link."),
+    (("service",), errors.Refused, "unknown_service", "The panel does not know this service."),
+    (("refill not found", "incorrect refill"), errors.NotFound, "refill_not_found",
+     "No such refill."),
+    (("order id", "order not found", "incorrect order"), errors.NotFound, "order_not_found",
+     "No such order."),
+    (("refill",), errors.Refused, "refill_refused", "The panel refused the refill."),
+    (("cancel",), errors.Refused, "cancel_refused", "The panel refused the cancel."),
+)
+
+
+def panel_error(text: str) -> errors.GatewayError:
+    """Map a panel's `{"error": text}` to a domain error (case-insensitive, by part)."""
+    lowered = text.lower()
+    for parts, cls, code, message in _PANEL_ERRORS:
+        if any(part in lowered for part in parts):
+            return cls(message, upstream=text, code=code)
+    return errors.Refused("The panel refused the request.", upstream=text)
+
+
+class PanelClient:
+    """API v2 client: one session, separate connect/read timeouts, no redirects."""
+
+    def __init__(
+        self,
+        session: requests.Session,
+        config: Callable[[], PanelConfig],
+        *,
+        timeout: float = 10.0,
+        connect_timeout: float = 3.05,
+        read_attempts: int = 3,
+        backoff: float = 0.1,
+        max_backoff: float = 1.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self._session = session
+        self._config = config
+        self._timeout = (min(connect_timeout, timeout), timeout)
+        self._read_attempts = read_attempts
+        self._backoff = backoff
+        self._max_backoff = max_backoff
+        self._sleep = sleep
+        self._clock = clock
+        self._jitter = jitter
+
+    # -- actions ------------------------------------------------------------------
+
+    def balance(self) -> dict[str, Any]:
+        answer = self._object(self.call("balance"))
+        return {"balance": _read(values.money, answer.get("balance")),
+                "currency": _text(answer.get("currency"))}
+
+    def services(self) -> list[Any]:
+        answer = self.call("services")
+        if not isinstance(answer, list):
+            raise errors.UpstreamBadResponse("The panel's service list is not a list.")
+        return answer
+
+    def add(self, params: dict[str, str]) -> int:
+        """Place an order. Never retried: a lost answer means the outcome is unknown."""
+        answer = self._object(self.call("add", params))
+        return _read(values.identifier, answer.get("order"))
+
+    def status(self, order_id: int) -> dict[str, Any]:
+        return order_status(order_id, self._object(self.call("status", {"order": str(order_id)})))
+
+    def statuses(self, ids: list[int]) -> dict[int, dict[str, Any] | errors.GatewayError]:
+        """Status of up to 100 orders; per-item errors are values, not failures."""
+        answer = self._object(self.call("status", {"orders": _join(ids)}))
+        found: dict[int, dict[str, Any] | errors.GatewayError] = {}
+        for raw_id, item in answer.items():
+            order_id = _read(values.identifier, raw_id)
+            found[order_id] = _item(order_id, item, order_status)
+        return found
+
+    def refill(self, order_id: int) -> int:
+        answer = self._object(self.call("refill", {"order": str(order_id)}))
+        return _read(values.identifier, answer.get("refill"))
+
+    def refills(self, ids: list[int]) -> dict[int, int | errors.GatewayError]:
+        """Create refills for up to 100 orders (`action=refill`, `orders=`)."""
+        return self._list_by("refill", {"orders": _join(ids)}, "order", "refill",
+                             lambda _order, value: _read(values.identifier, value))
+
+    def refill_status(self, refill_id: int) -> dict[str, Any]:
+        answer = self._object(self.call("refill_status", {"refill": str(refill_id)}))
+        return refill_status(refill_id, answer.get("status"))
+
+    def refill_statuses(self, ids: list[int]) -> dict[int, dict[str, Any] | errors.GatewayError]:
+        """Status of up to 100 refills: `refill_status` with `refills=` (see the erratum)."""
+        return self._list_by("refill_status", {"refills": _join(ids)}, "refill", "status",
+                             refill_status)
+
+    def cancel(self, ids: list[int]) -> dict[int, bool | errors.GatewayError]:
+        return self._list_by("cancel", {"orders": _join(ids)}, "order", "cancel",
+                             lambda _order, _value: True)
+
+    # -- transport -----------------------------------------------------------------
+
+    def call(self, action: str, params: dict[str, str] | None = None) -> Any:
+        """One action, retried only when it is a read and the failure is transient."""
+        attempts = self._read_attempts if action in READS else 1
+        for attempt in range(1, attempts + 1):
+            try:
+                return self._call_once(action, params or {})
+            except (errors.UpstreamUnavailable, errors.UpstreamBadResponse):
+                # A read timeout is not retried: the budget is spent and API Gateway
+                # cuts every request at 29 s.
+                if attempt == attempts:
+                    raise
+                self._sleep(self._jitter() * min(self._max_backoff, self._backoff * 2 ** attempt))
+        raise AssertionError("unreachable")
+
+    def _call_once(self, action: str, params: dict[str, str]) -> Any:
+        config = self._config()
+        started = self._clock()
+        try:
+            response = self._session.post(
+                config.url,
+                data={"key": config.key, "action": action, **params},
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
+            )
+            with response:
+                body = self._read_body(response, started)
+        except requests.exceptions.ConnectTimeout as exc:
+            raise errors.UpstreamUnavailable("The panel could not be reached (connect timeout).") from exc
+        except requests.exceptions.ReadTimeout as exc:
+            raise errors.UpstreamTimeout("The panel did not answer in time.") from exc
+        except requests.exceptions.SSLError as exc:
+            raise errors.UpstreamUnavailable("TLS with the panel failed.") from exc
+        except requests.exceptions.ConnectionError as exc:
+            if _timed_out(exc):
+                raise errors.UpstreamTimeout("The panel did not answer in time.") from exc
+            if _nothing_sent(exc):
+                raise errors.UpstreamUnavailable("The panel could not be reached.") from exc
+            raise errors.UpstreamBadResponse("The connection to the panel was lost.") from exc
+        except requests.exceptions.RequestException as exc:
+            raise errors.UpstreamBadResponse("The panel's answer could not be read.") from exc
+        finally:
+            record_upstream(self._clock() - started)
+        return self._parse(response.status_code, body)
+
+    def _read_body(self, response: requests.Response, started: float) -> bytes:
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > MAX_ANSWER_BYTES:
+                raise errors.UpstreamBadResponse("The panel's answer is too large.")
+            if self._clock() - started > self._timeout[1]:
+                raise requests.exceptions.ReadTimeout("answer trickled past the timeout")
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    @staticmethod
+    def _parse(status: int, body: bytes) -> Any:
+        if 300 <= status < 400:
+            raise errors.UpstreamBadResponse(f"The panel answered a redirect (HTTP {status}); not followed.")
+        try:
+            answer = json.loads(body, parse_float=Decimal)
+        except ValueError:
+            kind = "an HTML page" if body.lstrip()[:1] == b"<" else "something that is not JSON"
+            raise errors.UpstreamBadResponse(f"The panel answered {kind} (HTTP {status}).") from None
+        if status >= 500:
+            raise errors.UpstreamBadResponse(f"The panel failed (HTTP {status}).")
+        if isinstance(answer, dict) and "error" in answer:
+            raise panel_error(str(answer["error"]))
+        if status >= 400:
+            raise errors.UpstreamBadResponse(f"The panel answered HTTP {status}.")
+        return answer
+
+    @staticmethod
+    def _object(answer: Any) -> dict[str, Any]:
+        if not isinstance(answer, dict):
+            raise errors.UpstreamBadResponse("The panel's answer is not a JSON object.")
+        return answer
+
+    def _list_by(self, action: str, params: dict[str, str], id_field: str, value_field: str,
+                 convert: Callable[[int, Any], Any]) -> dict[int, Any]:
+        answer = self.call(action, params)
+        if not isinstance(answer, list):
+            raise errors.UpstreamBadResponse("The panel's batch answer is not a list.")
+        found: dict[int, Any] = {}
+        for entry in answer:
+            if not isinstance(entry, dict):
+                raise errors.UpstreamBadResponse("The panel's batch answer holds a non-object.")
+            item_id = _read(values.identifier, entry.get(id_field))
+            found[item_id] = _item(item_id, entry.get(value_field), convert)
+        return found
+
+
+def order_status(order_id: int, obj: Any) -> dict[str, Any]:
+    status = obj.get("status") if isinstance(obj, dict) else None
+    if not isinstance(status, str):
+        raise errors.UpstreamBadResponse("The panel's order status has no status text.")
+    return {
+        "id": order_id,
+        "status": status,
+        "state": values.order_state(status),
+        "charge": _read(values.money, obj.get("charge", "0")),
+        "start_count": values.count(obj.get("start_count")),
+        "remains": values.count(obj.get("remains")),
+        "currency": _text(obj.get("currency")),
+    }
+
+
+def refill_status(refill_id: int, status: Any) -> dict[str, Any]:
+    if not isinstance(status, str):
+        raise errors.UpstreamBadResponse("The panel's refill status has no status text.")
+    return {"id": refill_id, "status": status, "state": values.refill_state(status)}
+
+
+def _item(item_id: int, value: Any, convert: Callable[[int, Any], Any]) -> Any:
+    """One entry of a batch answer: `{"error": text}` becomes an error value."""
+    if isinstance(value, dict) and "error" in value:
+        return panel_error(str(value["error"]))
+    return convert(item_id, value)
+
+
+def _read(convert: Callable[[Any], Any], value: Any) -> Any:
+    try:
+        return convert(value)
+    except ValueError as exc:
+        raise errors.UpstreamBadResponse(f"The panel sent an unreadable value: {exc}") from exc
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _join(ids: list[int]) -> str:
+    if not 0 < len(ids) <= MAX_BATCH:
+        raise ValueError(f"a batch holds 1 to {MAX_BATCH} ids, not {len(ids)}")
+    return ",".join(str(i) for i in ids)
+
+
+def _timed_out(exc: requests.exceptions.ConnectionError) -> bool:
+    """requests reports a read timeout in the middle of a body as a ConnectionError."""
+    return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
+
+
+def _nothing_sent(exc: requests.exceptions.ConnectionError) -> bool:
+    """True when the failure happened while connecting, before any byte was sent."""
+    reason = exc.args[0] if exc.args else None
+    if isinstance(reason, urllib3.exceptions.MaxRetryError):
+        reason = reason.reason
+    return isinstance(reason, (urllib3.exceptions.NewConnectionError,
+                               urllib3.exceptions.ConnectTimeoutError,
+                               urllib3.exceptions.NameResolutionError))

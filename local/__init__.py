@@ -1,0 +1,1 @@
+"""The local run and the tests' AWS: moto on loopback, the sandbox panel, the resources."""

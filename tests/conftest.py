@@ -1,0 +1,112 @@
+"""Shared fixtures: moto on loopback, a fresh sandbox panel, the app wired to both.
+
+No test patches the gateway's own clients: the panel is the sandbox over real HTTP
+and AWS is moto's server, with DynamoDB writes serialised (see local/aws.py).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+from typing import Any, Iterator
+
+import pytest
+
+from chalicelib import logs
+from chalicelib.callers import record_for
+from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_table, write_secret
+from sandbox import DEFAULT_KEY, SandboxPanel
+
+CALLER_KEY = "sgw_test_caller_key_0123456789"
+OTHER_KEY = "sgw_test_other_caller_key_9876"
+
+
+@pytest.fixture(scope="session")
+def aws() -> Iterator[EmbeddedAws]:
+    embedded = EmbeddedAws().start()
+    os.environ.update(embedded.environ())
+    os.environ.update({"GATEWAY_TABLE": TABLE, "GATEWAY_SECRET_ID": SECRET_ID,
+                       "SMM_TIMEOUT_SECONDS": "1", "CATALOGUE_TTL_SECONDS": "300"})
+    yield embedded
+    embedded.stop()
+
+
+@pytest.fixture
+def panel() -> Iterator[SandboxPanel]:
+    sandbox = SandboxPanel(clock=None, services=300)
+    sandbox.start()
+    yield sandbox
+    sandbox.stop()
+
+
+@pytest.fixture
+def resources(aws: EmbeddedAws, panel: SandboxPanel) -> EmbeddedAws:
+    """An empty table and a secret pointing at this test's sandbox."""
+    aws.reset()
+    create_table(aws.client("dynamodb"))
+    write_secret(aws.client("secretsmanager"), panel.url, DEFAULT_KEY,
+                 [record_for("alice", CALLER_KEY), record_for("bob", OTHER_KEY)])
+    return aws
+
+
+@pytest.fixture
+def gateway(resources: EmbeddedAws) -> Iterator[Any]:
+    """The Chalice app with fresh per-container caches."""
+    import app as gateway_app
+
+    _reset(gateway_app)
+    yield gateway_app
+    _reset(gateway_app)
+
+
+@pytest.fixture
+def client(gateway: Any) -> Iterator[Any]:
+    from chalice.test import Client
+
+    with Client(gateway.app) as test_client:
+        yield Api(test_client)
+
+
+@pytest.fixture
+def log_lines() -> Iterator[list[dict[str, Any]]]:
+    """Every JSON line the gateway logs during the test."""
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(logs.JsonFormatter(lambda: []))
+    root = logging.getLogger("chalicelib")
+    root.addHandler(handler)
+    lines: list[dict[str, Any]] = []
+    yield lines
+    root.removeHandler(handler)
+    lines.extend(json.loads(line) for line in stream.getvalue().splitlines())
+
+
+def _reset(module: Any) -> None:
+    for getter in ("boto_client", "secret", "panel", "catalogue", "orders", "schemas", "store", "desk"):
+        getattr(module, getter).cache_clear()
+
+
+class Api:
+    """The chalice test client with the caller key set and JSON in and out."""
+
+    def __init__(self, test_client: Any, key: str | None = CALLER_KEY) -> None:
+        self._client = test_client
+        self.key = key
+
+    def request(self, method: str, path: str, *, json_body: Any = None, body: bytes | str | None = None,
+                headers: dict[str, str] | None = None, key: str | None = "default") -> Any:
+        sent = {"content-type": "application/json"}
+        if (key if key != "default" else self.key) is not None:
+            sent["x-api-key"] = key if key != "default" else self.key
+        sent.update(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body)
+        return self._client.http.request(method, path, headers=sent, body=body or b"")
+
+    def get(self, path: str, **kw: Any) -> Any:
+        return self.request("GET", path, **kw)
+
+    def post(self, path: str, **kw: Any) -> Any:
+        return self.request("POST", path, **kw)
