@@ -23,6 +23,14 @@ app.log.disabled = True  # our own JSON lines replace Chalice's plain-text log
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+# Chalice keeps `app.current_request` on the shared app object, which concurrent
+# requests overwrite under `chalice local`'s threaded server; the envelope keeps
+# each request in its own context instead, and views read it from there.
+_request: contextvars.ContextVar[Any] = contextvars.ContextVar("request")
+
+
+def current_request() -> Any:
+    return _request.get()
 
 
 # -- collaborators, built lazily (cold starts import nothing heavy) ------------------
@@ -122,6 +130,7 @@ logs.configure(secrets=_loaded_panel_key)
 def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     request_id = (event.context or {}).get("requestId") or uuid.uuid4().hex
     _request_id.set(request_id)
+    _request.set(event)
     _caller.set(None)
     spent = timing.start_request()
     started = time.perf_counter()
@@ -142,7 +151,7 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
         def handle(**params: Any) -> Response:
             try:
                 if not public:
-                    _caller.set(authenticate(app.current_request.headers.get("x-api-key")))
+                    _caller.set(authenticate(current_request().headers.get("x-api-key")))
                 result = view(**params)
             except errors.GatewayError as err:
                 code, body, headers = http.error_answer(err, _request_id.get())
@@ -151,9 +160,13 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
                 return result
             return Response(body=result, status_code=status)
 
-        return app.route(path, methods=list(methods), content_types=content_types or ["application/json"])(handle)
+        return app.route(path, methods=list(methods), content_types=content_types or list(BODY_TYPES))(handle)
 
     return register
+
+
+# Bodyless POSTs (refill, cancel) also come from webhook steps that send a form type.
+BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
 def authenticate(presented: str | None) -> str:
@@ -166,11 +179,11 @@ def authenticate(presented: str | None) -> str:
 
 
 def query(**readers: Callable[[str], Any]) -> dict[str, Any]:
-    return http.query(app.current_request.query_params, readers)
+    return http.query(current_request().query_params, readers)
 
 
 def body(form: bool = False) -> Any:
-    request = app.current_request
+    request = current_request()
     return http.read_body(request.raw_body, request.headers.get("content-type"), form=form)
 
 
@@ -200,10 +213,9 @@ def get_service(service_id: str) -> Any:
     return catalogue().get(http.parse_id(service_id, "service_id"))
 
 
-@route("/orders", methods=("POST",), status=201,
-       content_types=["application/json", "application/x-www-form-urlencoded"])
+@route("/orders", methods=("POST",), status=201)
 def create_order() -> Response:
-    request = app.current_request
+    request = current_request()
     answer = desk().place(_caller.get(), request.headers.get("idempotency-key"), body(form=True),
                           form=request.headers.get("content-type", "").startswith("application/x-www-form"))
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)

@@ -72,9 +72,11 @@ def prepare(request: dict[str, Any], service: Service) -> Prepared:
         _check_url(request["link"], "link")
     quantity = len(request[rule.counted]) if rule.counted else request.get("quantity")
     if quantity is not None and not service["min"] <= quantity <= service["max"]:
+        field = rule.counted or "quantity"
+        counted = f" ({quantity} lines)" if rule.counted else f" {quantity}"
         raise errors.Refused(
-            f"quantity {quantity} is outside {service['min']}..{service['max']} for service {service['id']}.",
-            code="quantity_out_of_range", details={"field": rule.counted or "quantity"})
+            f"{field}:{counted} is outside {service['min']}..{service['max']} for service {service['id']}.",
+            code="quantity_out_of_range", details={"field": field})
     if service["type"] == "Subscriptions":
         _check_subscription(request)
     return Prepared(_panel_params(request), quantity, _charge(request, service, rule, quantity))

@@ -65,7 +65,7 @@ class OrderDesk:
     def place(self, caller: str, key_header: str | None, body: Any, *, form: bool = False) -> Answer:
         key = self._key(key_header)
         request = self.validated(body, form=form)
-        prepared = order_rules.prepare(request, self._catalogue.get(request["service"]))
+        prepared = order_rules.prepare(request, self._service(request["service"]))
         attempt = self._attempt(caller, key, request, prepared)
         held = self._store.claim(attempt, self._clock())
         if held is not None:
@@ -127,6 +127,13 @@ class OrderDesk:
             raise errors.ValidationError("Idempotency-Key must be 1-255 printable ASCII characters.",
                                          details={"field": "Idempotency-Key"})
         return key
+
+    def _service(self, service_id: int) -> Any:
+        try:
+            return self._catalogue.get(service_id)
+        except errors.NotFound as exc:
+            raise errors.Refused(f"service: the panel's catalogue has no service {service_id}.",
+                                 code="unknown_service", details={"field": "service"}) from exc
 
     def _attempt(self, caller: str, key: str, request: dict[str, Any],
                  prepared: order_rules.Prepared) -> Attempt:

@@ -136,8 +136,9 @@ class DynamoStore:
             items.append({"Update": {
                 "TableName": self._table,
                 "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
-                "UpdateExpression": "ADD total :charge",
-                "ConditionExpression": "attribute_not_exists(total) OR total <= :room",
+                "UpdateExpression": "ADD #total :charge",
+                "ConditionExpression": "attribute_not_exists(#total) OR #total <= :room",
+                "ExpressionAttributeNames": {"#total": "total"},
                 "ExpressionAttributeValues": self._values({
                     ":charge": Decimal(attempt.estimated_charge), ":room": attempt.spend_room}),
             }})
@@ -186,7 +187,8 @@ class DynamoStore:
             items.append({"Update": {
                 "TableName": self._table,
                 "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
-                "UpdateExpression": "ADD total :refund",
+                "UpdateExpression": "ADD #total :refund",
+                "ExpressionAttributeNames": {"#total": "total"},
                 "ExpressionAttributeValues": self._values({":refund": -Decimal(attempt.estimated_charge)}),
             }})
         self._transact(items)

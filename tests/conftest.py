@@ -69,18 +69,33 @@ def client(gateway: Any) -> Iterator[Any]:
         yield Api(test_client)
 
 
+class LogLines:
+    """The JSON lines the gateway logged so far in this test, read live."""
+
+    def __init__(self, stream: io.StringIO) -> None:
+        self._stream = stream
+
+    @property
+    def text(self) -> str:
+        return self._stream.getvalue()
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return iter([json.loads(line) for line in self.text.splitlines()])
+
+    def __len__(self) -> int:
+        return len(self.text.splitlines())
+
+
 @pytest.fixture
-def log_lines() -> Iterator[list[dict[str, Any]]]:
-    """Every JSON line the gateway logs during the test."""
+def log_lines() -> Iterator[LogLines]:
+    """Every JSON line the gateway logs during the test (iterate, or read `.text`)."""
     stream = io.StringIO()
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logs.JsonFormatter(lambda: []))
     root = logging.getLogger("chalicelib")
     root.addHandler(handler)
-    lines: list[dict[str, Any]] = []
-    yield lines
+    yield LogLines(stream)
     root.removeHandler(handler)
-    lines.extend(json.loads(line) for line in stream.getvalue().splitlines())
 
 
 def _reset(module: Any) -> None:

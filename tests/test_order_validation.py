@@ -1,0 +1,168 @@
+"""Nothing invalid reaches the panel: per-type fields, ranges, links, caps (issue 3, part 4-5).
+
+Service ids are the sandbox's fixed ones (see sandbox/catalogue.py).
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from chalicelib import errors
+from tests.ordering_kit import Rig, make_rig
+
+LINK = "https://www.instagram.com/p/abc/"
+LINES = ["one", "two", "three", "four", "five"]
+
+VALID: dict[str, dict[str, Any]] = {
+    "Default": {"service": 1, "link": LINK, "quantity": 100},
+    "Default drip-feed": {"service": 1, "link": LINK, "quantity": 100, "runs": 3, "interval": 30},
+    "Package": {"service": 3, "link": LINK},
+    "Custom Comments": {"service": 4, "link": LINK, "comments": LINES},
+    "Custom Comments Package": {"service": 5, "link": LINK, "comments": LINES},
+    "Mentions": {"service": 6, "link": LINK, "quantity": 100, "usernames": ["a", "b"]},
+    "Mentions with Hashtags": {"service": 7, "link": LINK, "quantity": 100, "usernames": ["a"],
+                               "hashtags": ["#x"]},
+    "Mentions Custom List": {"service": 8, "link": LINK, "usernames": ["a", "b", "c"]},
+    "Mentions Hashtag": {"service": 9, "link": LINK, "quantity": 100, "hashtag": "#x"},
+    "Mentions User Followers": {"service": 10, "link": LINK, "quantity": 100, "username": "someone"},
+    "Mentions Media Likers": {"service": 11, "link": LINK, "quantity": 100, "media": "https://x.com/m/1"},
+    "Comment Likes": {"service": 12, "link": LINK, "quantity": 100, "username": "someone"},
+    "Poll": {"service": 13, "link": LINK, "quantity": 100, "answer_number": 2},
+    "Invites from Groups": {"service": 14, "link": LINK, "quantity": 100, "groups": ["https://t.me/g"]},
+    "Subscriptions": {"service": 15, "username": "someone", "min": 100, "max": 200, "delay": 0,
+                      "posts": 3, "expiry": "31/12/2027"},
+    "Web Traffic keyword": {"service": 16, "link": LINK, "quantity": 1000, "country": "US", "device": 1,
+                            "type_of_traffic": 1, "google_keyword": "smm panel"},
+    "Web Traffic referrer": {"service": 16, "link": LINK, "quantity": 1000, "country": "US", "device": 5,
+                             "type_of_traffic": 2, "referring_url": "https://example.com/"},
+    "Web Traffic blank": {"service": 16, "link": LINK, "quantity": 1000, "country": "US", "device": 2,
+                          "type_of_traffic": 3},
+}
+
+
+@pytest.fixture
+def rig(resources: Any, panel: Any) -> Rig:
+    return make_rig(resources, panel.url)
+
+
+def refusal(rig: Rig, body: Any, **kw: Any) -> errors.GatewayError:
+    with pytest.raises(errors.GatewayError) as caught:
+        rig.place(body, **kw)
+    return caught.value
+
+
+@pytest.mark.parametrize("name", sorted(VALID))
+def test_every_service_type_is_placed_with_its_fields(rig: Rig, panel: Any, name: str) -> None:
+    answer = rig.place(VALID[name])
+
+    assert answer.status == 201
+    sent = panel.calls[-1][1]
+    assert sent["service"] == str(VALID[name]["service"])
+    for field, value in VALID[name].items():
+        expected = "\n".join(value) if isinstance(value, list) else str(value)
+        assert sent[field] == expected  # lists go one item per line
+
+
+@pytest.mark.parametrize("body, field, code", [
+    ({"service": 1, "quantity": 100}, "link", "validation_error"),
+    ({"service": 1, "link": LINK}, "quantity", "validation_error"),
+    ({"service": 3, "link": LINK, "quantity": 1}, "quantity", "validation_error"),
+    ({"service": 4, "link": LINK, "comments": LINES, "quantity": 5}, "quantity", "validation_error"),
+    ({"service": 2, "link": LINK, "quantity": 100, "runs": 2, "interval": 5}, "interval", "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": 100, "runs": 2}, "interval", "validation_error"),
+    ({"service": 6, "link": LINK, "quantity": 100}, "usernames", "validation_error"),
+    ({"service": 16, "link": LINK, "quantity": 1000, "country": "US", "device": 1, "type_of_traffic": 1},
+     "google_keyword", "validation_error"),
+    ({"service": 16, "link": LINK, "quantity": 1000, "country": "US", "device": 1, "type_of_traffic": 3,
+      "referring_url": "https://e.com"}, "referring_url", "validation_error"),
+    ({"service": 15, "username": "u", "min": 300, "max": 200, "delay": 0}, "min", "validation_error"),
+    ({"service": 15, "username": "u", "min": 1, "max": 2, "delay": 0, "expiry": "31/02/2027"}, "expiry",
+     "validation_error"),
+    ({"service": 1, "link": "ftp://x.com/a", "quantity": 100}, "link", "validation_error"),
+    ({"service": 1, "link": "https://x.com/a b", "quantity": 100}, "link", "validation_error"),
+    ({"service": 1, "link": "https://", "quantity": 100}, "link", "validation_error"),
+    ({"service": 1, "link": "https://x.com/" + "a" * 2100, "quantity": 100}, "link", "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": 100, "colour": "red"}, None, "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": "100"}, "quantity", "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": 100.5}, "quantity", "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": -5}, "quantity", "validation_error"),
+    ({"service": True, "link": LINK, "quantity": 100}, "service", "validation_error"),
+    ({"link": LINK, "quantity": 100}, None, "validation_error"),
+    ({"service": 1, "link": LINK, "quantity": 49}, "quantity", "quantity_out_of_range"),
+    ({"service": 1, "link": LINK, "quantity": 10001}, "quantity", "quantity_out_of_range"),
+    ({"service": 4, "link": LINK, "comments": ["a", "b"]}, "comments", "quantity_out_of_range"),
+    ({"service": 999999, "link": LINK, "quantity": 100}, "service", "unknown_service"),
+])
+def test_invalid_orders_are_refused_naming_the_field_and_nothing_is_sent(
+        rig: Rig, panel: Any, body: dict[str, Any], field: str | None, code: str) -> None:
+    refused = refusal(rig, body)
+
+    assert refused.code == code
+    assert refused.status == (400 if code == "validation_error" else 422)
+    if field:
+        assert field in refused.message
+    assert panel.add_calls == 0 and rig.items() == []
+
+
+@pytest.mark.parametrize("body", [[], "text", 17, None, {"service": {"$gt": 1}}])
+def test_a_body_that_is_not_an_order_object_is_refused(rig: Rig, panel: Any, body: Any) -> None:
+    assert refusal(rig, body).code == "validation_error"
+    assert panel.add_calls == 0
+
+
+def test_form_lists_are_one_item_per_line(rig: Rig, panel: Any) -> None:
+    rig.place({"service": "4", "link": LINK, "comments": "one\r\ntwo\nthree\n\nfour\nfive\n"}, form=True)
+
+    assert panel.calls[-1][1]["comments"] == "one\ntwo\nthree\nfour\nfive"
+
+
+def test_form_fields_that_are_not_numbers_are_refused(rig: Rig, panel: Any) -> None:
+    refused = refusal(rig, {"service": "1", "link": LINK, "quantity": "ten"}, form=True)
+
+    assert refused.code == "validation_error" and "quantity" in refused.message
+
+
+@pytest.mark.parametrize("body, charge", [
+    ({"service": 1, "link": LINK, "quantity": 1000}, "0.9"),
+    ({"service": 1, "link": LINK, "quantity": 150}, "0.135"),
+    ({"service": 1, "link": LINK, "quantity": 100, "runs": 3, "interval": 30}, "0.27"),
+    ({"service": 3, "link": LINK}, "4.50"),
+    ({"service": 4, "link": LINK, "comments": LINES}, "0.06"),
+])
+def test_the_answer_carries_the_estimated_charge_as_a_decimal_string(rig: Rig, body: dict[str, Any],
+                                                                      charge: str) -> None:
+    assert Decimal(rig.place(body).body["estimated_charge"]) == Decimal(charge)
+
+
+def test_an_order_over_the_per_order_cap_is_refused_before_anything_is_written(resources: Any,
+                                                                               panel: Any) -> None:
+    rig = make_rig(resources, panel.url, max_order_charge=Decimal("1"))
+
+    refused = refusal(rig, {"service": 1, "link": LINK, "quantity": 2000})  # 1.80
+    placed = rig.place({"service": 1, "link": LINK, "quantity": 1000}, key="other")  # 0.90
+
+    assert refused.code == "spending_limit_exceeded" and refused.status == 422
+    assert placed.status == 201 and panel.add_calls == 1
+
+
+def test_the_daily_cap_counts_placed_orders_and_frees_refused_ones(resources: Any, panel: Any) -> None:
+    rig = make_rig(resources, panel.url, daily_spend_limit=Decimal("2"))
+    order = {"service": 1, "link": "", "quantity": 1000}  # 0.90 each
+
+    # a refused order gives its reservation back
+    panel.set_balance(Decimal("0"))
+    assert refusal(rig, {**order, "link": "https://x.com/0"}, key="k0").code == "insufficient_funds"
+    panel.set_balance(Decimal("100"))
+    rig.place({**order, "link": "https://x.com/1"}, key="k1")
+    rig.place({**order, "link": "https://x.com/2"}, key="k2")
+    over = refusal(rig, {**order, "link": "https://x.com/3"}, key="k3")
+    other_caller = rig.place({**order, "link": "https://x.com/4"}, key="k4", caller="bob")
+    rig.clock.advance(86400)
+    next_day = rig.place({**order, "link": "https://x.com/5"}, key="k5")
+
+    assert over.code == "spending_limit_exceeded"
+    assert other_caller.status == 201 and next_day.status == 201
+    assert panel.add_calls == 5  # k0 (refused by the panel), k1, k2, k4, k5
