@@ -22,6 +22,7 @@ run: $(STAMP) spec
 	$(BIN)/python -m local.run
 
 test: $(STAMP) spec
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
 
 clean:

@@ -19,7 +19,7 @@ MAX_ID = 2**53 - 1
 _ID = re.compile(r"^[0-9]{1,16}$")
 
 
-def error_answer(err: errors.GatewayError, request_id: str) -> tuple[int, dict[str, Any], dict[str, str]]:
+def error_answer(err: errors.GatewayError, request_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
     """The one error shape: status, body and extra headers."""
     return err.status, {"error": err.body(), "request_id": request_id}, dict(err.headers)
 

@@ -96,7 +96,8 @@ class OrderDesk:
         if state is not None and state not in LEDGER_STATES:
             raise errors.ValidationError(f"state must be one of {', '.join(sorted(LEDGER_STATES))}.",
                                          details={"field": "state"})
-        now, found = self._clock(), []
+        now = self._clock()
+        found: list[dict[str, Any]] = []
         for _ in range(MAX_LEDGER_PAGES):
             items, cursor = self._store.ledger(caller, limit - len(found), cursor)
             found += [e for e in map(lambda i: _ledger_entry(i, now), items) if state in (None, e["state"])]

@@ -73,11 +73,7 @@ class Store(Protocol):
 
         Raises `Refused(spending_limit_exceeded)` when the daily cap would be passed."""
 
-    def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
-        """Store the answer. Conditional on ownership only: a late completion also
-        corrects a record that a retry marked unknown in the meantime."""
-        self._transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
-                                        order_id, answer, expires_at))
+    def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None: ...
 
     def release(self, attempt: Attempt) -> None: ...
 
@@ -160,16 +156,8 @@ class DynamoStore:
     def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
         """Store the answer. Conditional on ownership only: a late completion also
         corrects a record that a retry marked unknown in the meantime."""
-        self._transact([
-            self._owned_update(attempt.caller, attempt.key_hash, attempt.owner,
-                               "SET #state = :completed, answer = :answer, order_id = :order, "
-                               "expires_at = :expires REMOVE lease_until",
-                               {":completed": COMPLETED, ":answer": json.dumps(answer),
-                                ":order": order_id, ":expires": _num(expires_at)}),
-            self._ledger_update(attempt.caller, attempt.ledger_sk, "SET #state = :pending, order_id = :order, "
-                                "#status = :status REMOVE lease_until",
-                                {":pending": "pending", ":order": order_id, ":status": "Pending"}),
-        ])
+        self._transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
+                                        order_id, answer, expires_at))
 
     def release(self, attempt: Attempt) -> None:
         items: list[dict[str, Any]] = [
