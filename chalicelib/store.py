@@ -313,9 +313,13 @@ class DynamoStore:
         )
 
 
-class _Cancelled(Exception):
+class _Cancelled(errors.StorageUnavailable):
+    """A transaction whose condition failed: the write did not happen.
+
+    `claim` reads the reasons; everywhere else it is simply a failed write."""
+
     def __init__(self, reasons: list[dict[str, Any]]) -> None:
-        super().__init__("transaction cancelled")
+        super().__init__("A conditional write to DynamoDB was refused.")
         self.reasons = list(reasons) + [{}] * 3
 
 

@@ -1,0 +1,121 @@
+"""The store contract: what OrderDesk relies on, run against every Store implementation."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any, Callable
+
+import pytest
+
+from chalicelib import errors
+from chalicelib.store import COMPLETED, IN_FLIGHT, UNKNOWN, Attempt, DynamoStore, Store
+from local.aws import TABLE
+
+NOW = 1_800_000_000.0
+
+
+def dynamo(resources: Any) -> Store:
+    return DynamoStore(resources.client("dynamodb"), TABLE)
+
+
+IMPLEMENTATIONS: list[Callable[[Any], Store]] = [dynamo]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS, ids=lambda make: make.__name__)
+def store(request: Any, resources: Any) -> Store:
+    return request.param(resources)
+
+
+def attempt(owner: str = "o1", key: str = "k", fingerprint: str = "f1", at: float = NOW, **kw: Any) -> Attempt:
+    return Attempt(caller="alice", key=key, key_hash=f"h-{key}", owner=owner, fingerprint=fingerprint,
+                   created_at=at, lease_until=at + 60, request={"service": 1}, estimated_charge="0.9",
+                   quantity=1000, **kw)
+
+
+def test_first_claim_takes_the_key_and_the_second_sees_the_holder(store: Store) -> None:
+    assert store.claim(attempt("o1"), NOW) is None
+
+    held = store.claim(attempt("o2", fingerprint="f2"), NOW + 1)
+
+    assert held is not None and held.owner == "o1" and held.state == IN_FLIGHT and held.fingerprint == "f1"
+
+
+def test_a_completed_record_is_returned_with_its_answer(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.complete(first, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}}, NOW + 100)
+
+    held = store.claim(attempt("o2"), NOW + 50)
+
+    assert held.state == COMPLETED and held.answer["body"] == {"id": 23501}
+
+
+def test_a_completed_record_past_its_expiry_can_be_claimed_again(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.complete(first, 23501, {"status": 201, "body": {}, "headers": {}}, NOW + 100)
+
+    assert store.claim(attempt("o2", at=NOW + 101), NOW + 101) is None
+
+
+def test_an_unknown_record_is_never_claimed_again(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.mark_unknown("alice", first.key_hash, first.owner, first.ledger_sk)
+
+    held = store.claim(attempt("o2", at=NOW + 10**9), NOW + 10**9)
+
+    assert held.state == UNKNOWN
+
+
+def test_release_frees_the_key_and_removes_the_ledger_entry(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.release(first)
+
+    assert store.claim(attempt("o2"), NOW) is None
+    assert len(store.ledger("alice", 10, None)[0]) == 1
+
+
+def test_only_the_owner_can_release(store: Store) -> None:
+    store.claim(attempt("o1"), NOW)
+
+    with pytest.raises(errors.StorageUnavailable):
+        store.release(attempt("intruder"))
+    assert store.find("alice", "h-k").owner == "o1"
+
+
+def test_a_late_completion_corrects_a_record_marked_unknown(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.mark_unknown("alice", first.key_hash, first.owner, first.ledger_sk)
+
+    store.complete(first, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}}, NOW + 100)
+
+    assert store.find("alice", "h-k").state == COMPLETED
+    assert store.ledger("alice", 10, None)[0][0]["order_id"] == 23501
+
+
+def test_the_ledger_pages_newest_first(store: Store) -> None:
+    for n in range(5):
+        store.claim(attempt(f"o{n}", key=f"k{n}", at=NOW + n), NOW + n)
+
+    page, cursor = store.ledger("alice", 3, None)
+    rest, end = store.ledger("alice", 3, cursor)
+
+    assert [i["idempotency_key"] for i in page + rest] == ["k4", "k3", "k2", "k1", "k0"]
+    assert end is None or store.ledger("alice", 3, end)[0] == []
+
+
+def test_the_daily_spending_reservation_refuses_past_the_cap_and_release_refunds(store: Store) -> None:
+    def spend(owner: str) -> Attempt:
+        return attempt(owner, key=owner, spend_day="2027-01-15", spend_room=Decimal("2") - Decimal("0.9"))
+
+    store.claim(spend("a"), NOW)
+    store.claim(spend("b"), NOW)
+    with pytest.raises(errors.Refused) as refused:
+        store.claim(spend("c"), NOW)
+    store.release(spend("b"))
+
+    assert refused.value.code == "spending_limit_exceeded"
+    assert store.claim(spend("d"), NOW) is None
