@@ -13,7 +13,7 @@ import json
 import os
 import socket
 import threading
-from typing import Any
+from typing import Any, Mapping
 
 TABLE = "smm-gateway-dev"
 SECRET_ID = "smm-gateway/dev"
@@ -63,6 +63,9 @@ class EmbeddedAws:
 
     def stop(self) -> None:
         self._server.stop()
+        server = getattr(self._server, "_server", None)
+        if server is not None:  # moto's stop() shuts down but leaves the socket listening
+            server.server_close()
 
     def reset(self) -> None:
         import requests
@@ -100,7 +103,7 @@ def create_table(dynamodb: Any, table: str = TABLE) -> None:
         "Enabled": True, "AttributeName": "expires_at"})
 
 
-def write_secret(secretsmanager: Any, api_url: str, api_key: str, callers: list[dict[str, str]],
+def write_secret(secretsmanager: Any, api_url: str, api_key: str, callers: list[Mapping[str, str]],
                  secret_id: str = SECRET_ID) -> None:
     value = json.dumps({"api_url": api_url, "api_key": api_key, "callers": callers})
     try:

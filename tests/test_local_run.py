@@ -1,0 +1,328 @@
+"""`make run` as a newcomer meets it: `python -m local.run` in its own process.
+
+Each test starts the real entry point as a subprocess (its own session, so
+Ctrl-C can be sent the way a terminal sends it and leftovers can be found),
+talks to it over loopback HTTP with `requests`, then interrupts it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import pytest
+import requests
+
+from local.aws import free_port
+from sandbox import SandboxPanel
+
+ROOT = Path(__file__).resolve().parent.parent
+CALLER_KEY = "sgw_local_run_caller_key_0123456789"
+UPSTREAM_KEY = "upstream-key-that-must-stay-secret"
+READY_WITHIN = 30.0
+STOPPED_WITHIN = 10.0
+HTTP_TIMEOUT = 10.0
+# Settings the shared fixtures put into this process's environment (conftest's `aws`)
+# must not leak into the run under test: it has to work from a bare shell.
+_NOT_INHERITED = ("AWS_", "SMM_", "GATEWAY_", "CATALOGUE_", "IDEMPOTENCY_", "MAX_ORDER_",
+                  "DAILY_SPEND_", "SECRET_MAX_AGE_", "PORT")
+
+
+@dataclass
+class LocalRun:
+    process: subprocess.Popen[bytes]
+    port: int
+    stdout: Path
+    stderr: Path
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def output(self) -> str:
+        return self.stdout.read_text(errors="replace")
+
+    def errors(self) -> str:
+        return self.stderr.read_text(errors="replace")
+
+    def get(self, path: str, key: str | None = CALLER_KEY, **kw: Any) -> requests.Response:
+        headers = {"X-API-Key": key} if key is not None else {}
+        headers.update(kw.pop("headers", {}))
+        return requests.get(self.base + path, headers=headers, timeout=HTTP_TIMEOUT, **kw)
+
+    def order(self, idempotency_key: str, body: dict[str, Any]) -> requests.Response:
+        return requests.post(self.base + "/orders", json=body, timeout=HTTP_TIMEOUT,
+                             headers={"X-API-Key": CALLER_KEY, "Idempotency-Key": idempotency_key})
+
+    def wait_ready(self) -> None:
+        deadline = time.monotonic() + READY_WITHIN
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"local.run exited with {self.process.returncode} before it was ready:\n"
+                            f"{self.output()}\n{self.errors()}")
+            try:
+                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                    return
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        pytest.fail(f"/health did not answer 200 within {READY_WITHIN:.0f} s:\n{self.output()}\n{self.errors()}")
+
+    def interrupt(self) -> int:
+        """Ctrl-C as a terminal sends it (to the whole process group); the exit status."""
+        os.killpg(self.process.pid, signal.SIGINT)
+        try:
+            return self.process.wait(timeout=STOPPED_WITHIN)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"local.run still running {STOPPED_WITHIN:.0f} s after Ctrl-C:\n{self.errors()}")
+
+
+@pytest.fixture
+def local_run(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
+    """Starts `python -m local.run` with the given environment; kills what is left at the end."""
+    started: list[LocalRun] = []
+
+    def start(port: int | None = None, project: Path = ROOT, **environ: str) -> LocalRun:
+        port = port or free_port()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
+        env.update(PORT=str(port), GATEWAY_API_KEY=CALLER_KEY, PYTHONUNBUFFERED="1", **environ)
+        name = f"run{len(started)}"
+        stdout, stderr = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        # Files, not pipes: a full pipe would block the server under the concurrent test.
+        with stdout.open("wb") as out, stderr.open("wb") as err:
+            process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=project, env=env,
+                                       stdout=out, stderr=err, start_new_session=True)
+        run = LocalRun(process, port, stdout, stderr)
+        started.append(run)
+        return run
+
+    yield start
+    for run in started:
+        if run.process.poll() is None:
+            os.killpg(run.process.pid, signal.SIGKILL)
+            run.process.wait(timeout=STOPPED_WITHIN)
+
+
+@pytest.fixture
+def panel() -> Iterator[SandboxPanel]:
+    """A panel outside the run, with its own key: what SMM_API_URL points at."""
+    with SandboxPanel(api_key="other-key", clock=None, services=300) as sandbox:
+        yield sandbox
+
+
+def project_copy(dest: Path, config_environment: dict[str, str]) -> Path:
+    """What `make run` needs of the project, with extra .chalice/config.json variables."""
+    for package in ("chalicelib", "local", "sandbox"):
+        shutil.copytree(ROOT / package, dest / package, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy2(ROOT / "app.py", dest / "app.py")
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    config["environment_variables"] = {**config.get("environment_variables", {}), **config_environment}
+    (dest / ".chalice").mkdir()
+    (dest / ".chalice" / "config.json").write_text(json.dumps(config))
+    return dest
+
+
+# -- what the process owns, read from /proc ---------------------------------------
+
+
+def listening_ports(pid: int) -> set[int]:
+    """TCP ports the process listens on (its socket inodes matched against /proc/net/tcp)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("tcp", "tcp6"):
+        for line in Path(f"/proc/{pid}/net/{table}").read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def session_members(session: int) -> list[int]:
+    """Pids in the session the run was started in: it and anything it spawned."""
+    members = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        # pid (comm) state ppid pgrp session ...; comm may hold spaces and parentheses.
+        fields = stat.rsplit(")", 1)[1].split()
+        if fields[0] != "Z" and int(fields[3]) == session:
+            members.append(int(entry.name))
+    return members
+
+
+def port_is_closed(port: int) -> bool:
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            return False
+    with socket.socket() as probe:
+        # As any server binds: SO_REUSEADDR, so the run's TIME_WAIT connections do not count.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def banner_upstream(output: str) -> str:
+    return next(line.split(":", 1)[1].strip() for line in output.splitlines()
+                if line.strip().startswith("upstream:"))
+
+
+# -- tests ------------------------------------------------------------------------
+
+
+def test_serves_the_gateway_on_port_and_ctrl_c_leaves_nothing_running(
+        local_run: Callable[..., LocalRun]) -> None:
+    run = local_run(SMM_API_KEY=UPSTREAM_KEY)
+    run.wait_ready()
+
+    health = run.get("/health", key=None)
+    assert (health.status_code, health.json()) == (200, {"status": "ok"})
+
+    # The key is read from X-API-Key (any case), and only from there.
+    balance = run.get("/balance")
+    assert balance.status_code == 200
+    assert Decimal(balance.json()["balance"]) == Decimal(1000)
+    assert balance.json()["currency"] == "USD"
+    assert run.get("/balance", key=None, headers={"x-api-key": CALLER_KEY}).status_code == 200
+    unauthorized = run.get("/balance", key=None)
+    assert (unauthorized.status_code, unauthorized.json()["error"]["code"]) == (401, "unauthorized")
+    assert run.get("/balance", key=None, headers={"Authorization": f"Bearer {CALLER_KEY}"}).status_code == 401
+    assert run.get("/balance", key="sgw_not_a_caller").status_code == 401
+
+    first_body = {"service": 1, "link": "https://www.instagram.com/local_run_first/", "quantity": 100}
+    placed = run.order("local-run-first", first_body)
+    assert placed.status_code == 201, placed.text
+    replayed = run.order("local-run-first", first_body)
+    assert replayed.status_code == 201
+    assert replayed.headers.get("Idempotent-Replayed") == "true"
+    assert replayed.json() == placed.json()
+
+    # 16 threads, one key, released together: chalice local serves them concurrently
+    # and the serialised moto writes let exactly one of them place the order.
+    race_body = {"service": 1, "link": "https://www.instagram.com/local_run_race/", "quantity": 200}
+    start = threading.Barrier(16)
+
+    def racer(_: int) -> requests.Response:
+        start.wait()
+        return run.order("local-run-race", race_body)
+
+    with ThreadPoolExecutor(16) as pool:
+        answers = list(pool.map(racer, range(16)))
+    assert {a.status_code for a in answers} <= {201, 409}, [a.text for a in answers]
+    fresh = [a for a in answers if a.status_code == 201 and a.headers.get("Idempotent-Replayed") != "true"]
+    assert len(fresh) == 1
+    race_id = fresh[0].json()["id"]
+    assert {a.json()["id"] for a in answers if a.status_code == 201} == {race_id}
+    assert {a.json()["error"]["code"] for a in answers if a.status_code == 409} <= {"idempotency_in_progress"}
+
+    ledger = run.get("/orders")
+    assert ledger.status_code == 200
+    listed = [(o["id"], o["idempotency_key"]) for o in ledger.json()["orders"]]
+    assert sorted(listed) == sorted([(placed.json()["id"], "local-run-first"), (race_id, "local-run-race")])
+    # The panel charged two orders, not seventeen.
+    spent = Decimal(placed.json()["estimated_charge"]) + Decimal(fresh[0].json()["estimated_charge"])
+    assert Decimal(run.get("/balance").json()["balance"]) == Decimal(1000) - spent
+
+    # Everything runs in this one process: gateway, moto and sandbox, and no children.
+    ports = listening_ports(run.process.pid)
+    assert run.port in ports and len(ports) == 3
+    assert session_members(run.process.pid) == [run.process.pid]
+
+    assert run.interrupt() == 0
+    assert all(port_is_closed(port) for port in ports)
+    assert session_members(run.process.pid) == []
+
+    output, errors = run.output(), run.errors()
+    assert f"caller key: {CALLER_KEY}" in output
+    assert f'curl -H "X-API-Key: {CALLER_KEY}" {run.base}/balance' in output
+    assert banner_upstream(output).startswith("sandbox panel at http://127.0.0.1:")
+    assert UPSTREAM_KEY not in output + errors
+    assert "Traceback" not in errors
+    # After the banner, stdout is the gateway's JSON lines (no moto or botocore chatter).
+    after_banner = output.split("Ctrl-C stops everything.", 1)[1].splitlines()
+    assert [line for line in after_banner if line and not line.startswith("Serving on ")
+            and not line.startswith("{")] == []
+    assert all(json.loads(line)["logger"].startswith("chalicelib") for line in after_banner
+               if line.startswith("{"))
+
+
+def test_uses_the_panel_in_smm_api_url_and_starts_no_sandbox(
+        local_run: Callable[..., LocalRun], panel: SandboxPanel) -> None:
+    panel.set_balance(Decimal("123.45"))
+    run = local_run(SMM_API_URL=panel.url, SMM_API_KEY="other-key")
+    run.wait_ready()
+
+    balance = run.get("/balance")
+
+    assert balance.status_code == 200, balance.text
+    assert Decimal(balance.json()["balance"]) == Decimal("123.45")
+    assert [action for action, _ in panel.calls] == ["balance"]
+    # Only the gateway and moto listen: no built-in sandbox beside the given panel.
+    assert len(listening_ports(run.process.pid)) == 2
+    assert run.interrupt() == 0
+    output = run.output()
+    assert banner_upstream(output) == panel.url
+    assert "other-key" not in output + run.errors()
+
+
+def test_honours_smm_timeout_seconds_even_when_the_chalice_config_sets_one(
+        local_run: Callable[..., LocalRun], panel: SandboxPanel, tmp_path: Path) -> None:
+    # given a config that sets the default (`chalice local` copies its variables over
+    # the environment) and a panel answering after 4 s: within 10 s, not within 2 s
+    project = project_copy(tmp_path / "project", {"SMM_TIMEOUT_SECONDS": "10"})
+    panel.inject("balance", "delay", seconds=4)
+    run = local_run(project=project, SMM_API_URL=panel.url, SMM_API_KEY="other-key",
+                    SMM_TIMEOUT_SECONDS="2")
+    run.wait_ready()
+
+    with ThreadPoolExecutor(1) as pool:
+        slow = pool.submit(run.get, "/balance")
+        deadline = time.monotonic() + HTTP_TIMEOUT
+        while not panel.calls and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert panel.calls, "the balance call never reached the panel"
+        # While one request waits on the panel, another is answered: the server is threaded.
+        assert run.get("/health", key=None).status_code == 200
+        assert not slow.done()
+        timed_out = slow.result()
+
+    assert timed_out.status_code == 504, timed_out.text
+    assert timed_out.json()["error"]["code"] == "upstream_timeout"
+    assert run.interrupt() == 0
+
+
+def test_refuses_a_busy_port_with_one_clear_line(local_run: Callable[..., LocalRun]) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        run = local_run(port=taken.getsockname()[1])
+        assert run.process.wait(timeout=READY_WITHIN) == 1
+
+    assert f"port {run.port} on 127.0.0.1 is in use" in run.errors()
+    assert "Traceback" not in run.errors()
+    assert run.output() == ""
