@@ -77,9 +77,10 @@ class Snapshot:
     def select(self, *, type: str | None = None, category: str | None = None, q: str | None = None,
                refill: bool | None = None, cancel: bool | None = None) -> list[Service]:
         found = self.services
-        if type is not None:
+        # No-code tools send optional fields empty: an empty filter is no filter.
+        if type and type.strip():
             found = self._by_type.get(type.strip().lower(), [])
-        if category is not None:
+        if category and category.strip():
             wanted = category.strip().lower()
             found = [s for s in found if s["category"].lower() == wanted]
         if q:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Callable, Mapping
+from typing import Any
 from urllib.parse import parse_qs
 
 from chalicelib import errors
@@ -54,15 +54,6 @@ def parse_limit(text: str, what: str = "limit", high: int = 100) -> int:
     if number > high:
         raise errors.ValidationError(f"{what} must be between 1 and {high}.", details={"field": what})
     return number
-
-
-def query(params: Mapping[str, str] | None, readers: Mapping[str, Callable[[str], Any]]) -> dict[str, Any]:
-    """Read the query string; names not in `readers` are refused, so typos surface."""
-    params = params or {}
-    unknown = sorted(set(params) - set(readers))
-    if unknown:
-        raise errors.ValidationError(f"Unknown query parameter {unknown[0]!r}.", details={"field": unknown[0]})
-    return {name: readers[name](value) for name, value in params.items()}
 
 
 def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False) -> Any:

@@ -139,11 +139,13 @@ class DynamoStore:
                     ":charge": Decimal(attempt.estimated_charge), ":room": attempt.spend_room}),
             }})
         try:
-            self._transact(items)
+            self._transact(items, token=attempt.owner + "c")
         except _Cancelled as cancelled:
             held, _ledger, *spend = cancelled.reasons
             if held.get("Code") == "ConditionalCheckFailed" and held.get("Item"):
-                return self._record(self._plain(held["Item"]))
+                record = self._record(self._plain(held["Item"]))
+                # Our own claim, applied before its answer was lost and the SDK retried.
+                return None if record.owner == attempt.owner else record
             if held.get("Code") in {"TransactionConflict", "ConditionalCheckFailed"}:
                 # Another claim on this key is being written right now.
                 return Record(IN_FLIGHT, "", attempt.fingerprint, attempt.lease_until, "")
@@ -157,7 +159,7 @@ class DynamoStore:
         """Store the answer. Conditional on ownership only: a late completion also
         corrects a record that a retry marked unknown in the meantime."""
         self._transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
-                                        order_id, answer, expires_at))
+                                        order_id, answer, expires_at), token=attempt.owner + "d")
 
     def release(self, attempt: Attempt) -> None:
         items: list[dict[str, Any]] = [
@@ -272,11 +274,13 @@ class DynamoStore:
             "ExpressionAttributeValues": self._values(values),
         }}
 
-    def _transact(self, items: list[dict[str, Any]]) -> None:
+    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
+        """One transaction. With a token, an SDK retry of a write that did happen is a no-op."""
         from botocore.exceptions import ClientError
 
         try:
-            self._client.transact_write_items(TransactItems=items)
+            extra = {"ClientRequestToken": token} if token else {}
+            self._client.transact_write_items(TransactItems=items, **extra)
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
                 raise _Cancelled(exc.response.get("CancellationReasons", [])) from exc

@@ -7,8 +7,10 @@ copy of the request's context, so they all add to the same list.
 from __future__ import annotations
 
 import contextvars
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable, TypeVar
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
+
+if TYPE_CHECKING:  # the pool is built on first batch read; importing it here slows every cold start
+    from concurrent.futures import ThreadPoolExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")

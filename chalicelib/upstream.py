@@ -15,6 +15,7 @@ import random
 import time
 from decimal import Decimal
 from typing import Any, Callable, NamedTuple
+from urllib.parse import urlencode
 
 import requests
 import urllib3.exceptions
@@ -25,6 +26,7 @@ from chalicelib.timing import record_upstream
 READS = frozenset({"balance", "services", "status", "refill_status"})
 MAX_BATCH = 100
 MAX_ANSWER_BYTES = 64 * 1024 * 1024
+_FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
 class PanelConfig(NamedTuple):
@@ -36,22 +38,23 @@ class PanelConfig(NamedTuple):
 _PANEL_ERRORS: tuple[tuple[tuple[str, ...], type[errors.GatewayError], str, str], ...] = (
     (("api key", "apikey"), errors.UpstreamAuthFailed, "upstream_auth_failed",
      "The panel refused the gateway's API key."),
-    (("incorrect request",), errors.UpstreamAuthFailed, "upstream_bad_request",
-     "The panel refused the gateway's request."),
+    (("incorrect request",), errors.UpstreamAuthFailed, "upstream_auth_failed",
+     "The panel refused the gateway's request as malformed."),
     (("not enough funds", "insufficient funds", "low balance"), errors.InsufficientFunds,
      "insufficient_funds", "The panel account's balance does not cover this order."),
     (("active order",), errors.Refused, "link_has_active_order",
      "The panel already has an unfinished order on this link."),
     (("quantity",), errors.Refused, "quantity_out_of_range",
      "The quantity is outside what the service accepts."),
-    (("link",), errors.Refused, "invalid_link", "The panel refused the link."),
-    (("service",), errors.Refused, "unknown_service", "The panel does not know this service."),
     (("refill not found", "incorrect refill"), errors.NotFound, "refill_not_found",
      "No such refill."),
     (("order id", "order not found", "incorrect order"), errors.NotFound, "order_not_found",
      "No such order."),
+    # Before "link" and "service": "Refill is disabled for this service" is a refill refusal.
     (("refill",), errors.Refused, "refill_refused", "The panel refused the refill."),
     (("cancel",), errors.Refused, "cancel_refused", "The panel refused the cancel."),
+    (("link",), errors.Refused, "invalid_link", "The panel refused the link."),
+    (("service",), errors.Refused, "unknown_service", "The panel does not know this service."),
 )
 
 
@@ -75,6 +78,7 @@ class PanelClient:
         timeout: float = 10.0,
         connect_timeout: float = 3.05,
         read_attempts: int = 3,
+        read_budget: float = 20.0,
         backoff: float = 0.1,
         max_backoff: float = 1.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -85,11 +89,13 @@ class PanelClient:
         self._config = config
         self._timeout = (min(connect_timeout, timeout), timeout)
         self._read_attempts = read_attempts
+        self._read_budget = read_budget
         self._backoff = backoff
         self._max_backoff = max_backoff
         self._sleep = sleep
         self._clock = clock
         self._jitter = jitter
+        self._environment: dict[str, Any] = {}  # per URL: requests' proxies, verify, cert, stream
 
     # -- actions ------------------------------------------------------------------
 
@@ -148,13 +154,21 @@ class PanelClient:
     def call(self, action: str, params: dict[str, str] | None = None) -> Any:
         """One action, retried only when it is a read and the failure is transient."""
         attempts = self._read_attempts if action in READS else 1
+        started = self._clock()
         for attempt in range(1, attempts + 1):
             try:
                 return self._call_once(action, params or {})
+            except (errors.Refused, errors.InsufficientFunds) as exc:
+                if action not in READS:
+                    raise
+                # A read has nothing to refuse: the panel is misbehaving, not the caller.
+                raise errors.UpstreamBadResponse("The panel refused a read it should answer.",
+                                                 upstream=exc.upstream) from exc
             except (errors.UpstreamUnavailable, errors.UpstreamBadResponse):
                 # A read timeout is not retried: the budget is spent and API Gateway
                 # cuts every request at 29 s.
-                if attempt == attempts:
+                # Another try must fit in the budget: the function itself stops at 28 s.
+                if attempt == attempts or self._clock() - started + self._timeout[1] > self._read_budget:
                     raise
                 self._sleep(self._jitter() * min(self._max_backoff, self._backoff * 2 ** attempt))
         raise AssertionError("unreachable")
@@ -163,13 +177,7 @@ class PanelClient:
         config = self._config()
         started = self._clock()
         try:
-            response = self._session.post(
-                config.url,
-                data={"key": config.key, "action": action, **params},
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            )
+            response = self._post(config.url, {"key": config.key, "action": action, **params})
             with response:
                 body = self._read_body(response, started)
         except requests.exceptions.ConnectTimeout as exc:
@@ -188,7 +196,22 @@ class PanelClient:
             raise errors.UpstreamBadResponse("The panel's answer could not be read.") from exc
         finally:
             record_upstream(self._clock() - started)
+        if config.key:  # a panel that echoes the key in an error text must not leak it onward
+            body = body.replace(config.key.encode("utf-8"), b"[redacted]")
         return self._parse(response.status_code, body)
+
+    def _post(self, url: str, form: dict[str, str]) -> requests.Response:
+        """`session.post`, less its per-call cost: it re-reads the process environment
+        (proxies, CA bundle) on every call, half of a status read's own time. A
+        container's environment does not change, so it is read once per URL here."""
+        settings = self._environment.get(url)
+        if settings is None:
+            settings = self._session.merge_environment_settings(url, {}, True, None, None)
+            self._environment[url] = settings
+        # Encoded here: requests' own encoding of a dict goes through slow protocol checks.
+        prepared = self._session.prepare_request(requests.Request("POST", url, data=urlencode(form),
+                                                                  headers=_FORM))
+        return self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
 
     def _read_body(self, response: requests.Response, started: float) -> bytes:
         chunks, size = [], 0

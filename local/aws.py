@@ -81,7 +81,13 @@ class EmbeddedAws:
             "AWS_REGION": REGION,
         }
 
+    @functools.lru_cache(maxsize=None)
     def client(self, service: str) -> Any:
+        """One shared client per service (boto3 clients are thread-safe and slow to build)."""
+        return self.new_client(service)
+
+    def new_client(self, service: str) -> Any:
+        """A client of its own, e.g. for a test that hooks faults into it."""
         import boto3
 
         env = self.environ()

@@ -73,7 +73,7 @@ def schemas() -> Schemas:
 def make_rig(aws: Any, panel_url: str, *, timeout: float = 0.5, **policy: Any) -> Rig:
     clock, upstream = Clock(), Upstream(panel_url)
     client = PanelClient(requests.Session(), upstream, timeout=timeout, sleep=lambda _: None)
-    dynamodb = aws.client("dynamodb")
+    dynamodb = aws.new_client("dynamodb")  # its own: faults are hooked into it
     settings = Policy(**{"lease_seconds": 60.0, **policy})
     desk = OrderDesk(client, Catalogue(client.services), DynamoStore(dynamodb, TABLE), schemas(), settings,
                      clock=clock)

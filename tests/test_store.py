@@ -119,3 +119,13 @@ def test_the_daily_spending_reservation_refuses_past_the_cap_and_release_refunds
 
     assert refused.value.code == "spending_limit_exceeded"
     assert store.claim(spend("d"), NOW) is None
+
+
+def test_a_claim_retried_after_it_was_applied_is_still_ours(store: Store) -> None:
+    # given the SDK retries a claim whose first try was written but whose answer was lost
+    mine = attempt("o1")
+    assert store.claim(mine, NOW) is None
+
+    # when the same attempt claims again, then it holds the key (and nobody else does)
+    assert store.claim(mine, NOW + 1) is None
+    assert store.claim(attempt("o2"), NOW + 2).owner == "o1"

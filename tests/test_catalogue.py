@@ -1,0 +1,287 @@
+"""The service catalogue: the sandbox's quirky `services` answer, normalised, filtered, cached.
+
+The truth each test compares with is the sandbox's own catalogue (`sandbox.Catalogue`,
+same size and seed as the `panel` fixture): what each service really is, whatever its
+wire form shows.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from chalicelib import errors
+from chalicelib.catalogue import Catalogue
+from chalicelib.upstream import PanelClient, PanelConfig
+from sandbox import DEFAULT_KEY, SandboxPanel
+from sandbox import Catalogue as SandboxCatalogue
+
+TTL = 300.0
+INT_MAX = 2147483647
+
+
+class ManualClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def truth() -> SandboxCatalogue:
+    return SandboxCatalogue(300, seed=1)  # what the `panel` fixture serves
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+def panel_client(url: str, sleeps: list[float]) -> PanelClient:
+    return PanelClient(requests.Session(), lambda: PanelConfig(url, DEFAULT_KEY), timeout=5,
+                       sleep=sleeps.append)
+
+
+@pytest.fixture
+def catalogue(panel: SandboxPanel, sleeps: list[float], clock: ManualClock) -> Catalogue:
+    return Catalogue(panel_client(panel.url, sleeps).services, ttl=TTL, clock=clock)
+
+
+def expected(truth: SandboxCatalogue) -> list[dict[str, Any]]:
+    return [{"id": s.id, "name": s.name, "type": s.type, "category": s.category, "rate": str(s.rate),
+             "min": s.min, "max": s.max, "refill": s.refill, "cancel": s.cancel, "dripfeed": s.dripfeed}
+            for s in truth.services.values()]
+
+
+def services_calls(panel: SandboxPanel) -> int:
+    return [action for action, _ in panel.calls].count("services")
+
+
+# -- normalisation ---------------------------------------------------------------------
+
+
+def test_every_service_is_normalised_whatever_quirk_the_panel_shows(
+        catalogue: Catalogue, truth: SandboxCatalogue) -> None:
+    # given a catalogue that shows every quirk of upstream-api.md
+    wires = [s.wire for s in truth.services.values()]
+    assert any(isinstance(w["service"], str) for w in wires)
+    assert any(str(w["type"]).islower() for w in wires)
+    assert any("cancel" not in w for w in wires) and any("dripfeed" not in w for w in wires)
+    assert any(type(w.get("dripfeed")) is int for w in wires)
+    assert any(isinstance(w["min"], int) for w in wires) and any(isinstance(w["min"], str) for w in wires)
+    assert any(w["max"] in (INT_MAX, str(INT_MAX)) for w in wires)
+
+    # then the gateway sees each service as it really is
+    assert catalogue.snapshot().services == expected(truth)
+
+
+def test_a_service_has_exactly_the_contracts_fields_and_types(catalogue: Catalogue) -> None:
+    service = catalogue.get(1)
+    assert service == {"id": 1, "name": "Instagram followers", "type": "Default", "category": "Instagram",
+                       "rate": "0.90", "min": 50, "max": 10000, "refill": True, "cancel": True,
+                       "dripfeed": True}
+
+
+def test_a_max_of_2147483647_stays_an_exact_integer(catalogue: Catalogue) -> None:
+    biggest = [s for s in catalogue.snapshot().services if s["max"] == INT_MAX]
+    assert biggest and all(type(s["max"]) is int for s in biggest)
+
+
+def test_an_unknown_service_is_not_found(catalogue: Catalogue) -> None:
+    with pytest.raises(errors.NotFound) as raised:
+        catalogue.get(999999)
+    assert (raised.value.status, raised.value.code) == (404, "service_not_found")
+
+
+@contextlib.contextmanager
+def static_panel(answer: Any) -> Iterator[str]:
+    """A loopback panel answering every POST with the same JSON."""
+    body = json.dumps(answer).encode()
+
+    class Static(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Static)
+    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+def test_unusable_entries_are_skipped_and_the_rest_served(sleeps: list[float], log_lines: Any) -> None:
+    good = {"service": 5, "name": "Fine", "type": "default", "category": "X", "rate": "1.5",
+            "min": "10", "max": 20, "refill": 0, "dripfeed": 1}
+    answer = [
+        good,
+        "not an object",
+        {**good, "service": None},
+        {**good, "service": "abc"},
+        {**good, "service": 0},
+        {**good, "service": 6, "rate": "free"},
+        {**good, "service": 7, "min": "many"},
+        {**good, "service": 8, "max": None},
+    ]
+    with static_panel(answer) as url:
+        services = Catalogue(panel_client(url, sleeps).services).snapshot().services
+
+    assert services == [{"id": 5, "name": "Fine", "type": "Default", "category": "X", "rate": "1.5",
+                         "min": 10, "max": 20, "refill": False, "cancel": False, "dripfeed": True}]
+    assert any("skipped 7" in line["message"] for line in log_lines)
+
+
+def test_a_services_answer_that_is_not_a_list_is_a_bad_response(sleeps: list[float]) -> None:
+    with static_panel({"services": []}) as url:
+        with pytest.raises(errors.UpstreamBadResponse):
+            Catalogue(panel_client(url, sleeps).services).snapshot()
+
+
+# -- filters ------------------------------------------------------------------------------
+
+
+def ids(services: list[Any]) -> list[int]:
+    return [s["id"] for s in services]
+
+
+@pytest.mark.parametrize("asked", ["Mentions with Hashtags", "mentions with hashtags", "MENTIONS WITH HASHTAGS",
+                                   " Mentions with Hashtags "])
+def test_type_filter_ignores_case(catalogue: Catalogue, truth: SandboxCatalogue, asked: str) -> None:
+    found = catalogue.snapshot().select(type=asked)
+    assert ids(found) == [s.id for s in truth.services.values() if s.type == "Mentions with Hashtags"]
+    assert 7 in ids(found)
+
+
+def test_type_filter_finds_services_the_panel_spelled_in_lower_case(
+        catalogue: Catalogue, truth: SandboxCatalogue) -> None:
+    lower = [s.id for s in truth.services.values() if s.wire["type"] == "default"]
+    assert lower
+    assert set(lower) <= set(ids(catalogue.snapshot().select(type="Default")))
+
+
+def test_an_unknown_type_matches_nothing(catalogue: Catalogue) -> None:
+    assert catalogue.snapshot().select(type="Teleportation") == []
+
+
+def test_category_filter_ignores_case(catalogue: Catalogue, truth: SandboxCatalogue) -> None:
+    found = catalogue.snapshot().select(category="telegram")
+    assert ids(found) == [s.id for s in truth.services.values() if s.category == "Telegram"]
+    assert ids(found)[:2] == [13, 14]
+
+
+def test_text_filter_searches_names_without_case(catalogue: Catalogue, truth: SandboxCatalogue) -> None:
+    found = catalogue.snapshot().select(q="FOLLOWERS")
+    assert ids(found) == [s.id for s in truth.services.values() if "followers" in s.name.lower()]
+    assert 1 in ids(found)
+
+
+@pytest.mark.parametrize("flag", [True, False])
+def test_refill_and_cancel_filters_use_the_normalised_flags(
+        catalogue: Catalogue, truth: SandboxCatalogue, flag: bool) -> None:
+    snapshot = catalogue.snapshot()
+    assert ids(snapshot.select(refill=flag)) == [s.id for s in truth.services.values() if s.refill is flag]
+    # a service whose panel entry has no `cancel` is not cancellable
+    assert ids(snapshot.select(cancel=flag)) == [s.id for s in truth.services.values() if s.cancel is flag]
+
+
+def test_filters_combine(catalogue: Catalogue, truth: SandboxCatalogue) -> None:
+    found = catalogue.snapshot().select(type="default", category="Instagram", q="followers", refill=True,
+                                        cancel=True)
+    assert ids(found) == [s.id for s in truth.services.values()
+                          if s.type == "Default" and s.category == "Instagram" and "followers" in s.name.lower()
+                          and s.refill and s.cancel]
+    assert ids(found) == [1]
+
+
+def test_no_filter_or_an_empty_text_lists_everything(catalogue: Catalogue) -> None:
+    snapshot = catalogue.snapshot()
+    assert len(snapshot.select()) == len(snapshot.select(q="")) == 300
+
+
+# -- caching ---------------------------------------------------------------------------------
+
+
+def test_many_reads_within_the_ttl_fetch_the_catalogue_once(catalogue: Catalogue, panel: SandboxPanel,
+                                                           clock: ManualClock) -> None:
+    for _ in range(5):
+        catalogue.snapshot()
+        catalogue.get(1)
+        clock.now += TTL / 20
+    assert services_calls(panel) == 1
+
+
+def test_a_read_past_the_ttl_fetches_again(catalogue: Catalogue, panel: SandboxPanel,
+                                           clock: ManualClock) -> None:
+    catalogue.snapshot()
+    clock.now += TTL - 1
+    catalogue.snapshot()
+    assert services_calls(panel) == 1
+    clock.now += 2
+    catalogue.snapshot()
+    assert services_calls(panel) == 2
+
+
+def test_a_failed_refresh_serves_the_previous_copy(catalogue: Catalogue, panel: SandboxPanel,
+                                                   clock: ManualClock, log_lines: Any) -> None:
+    # given a catalogue read once
+    first = catalogue.snapshot()
+    # when it expires while the panel answers an error page to every attempt
+    panel.inject("services", "html_502", times=3)
+    clock.now += TTL + 1
+    # then the previous copy is served
+    assert catalogue.snapshot() is first
+    assert catalogue.get(1)["name"] == "Instagram followers"
+    assert any("serving the previous copy" in line["message"] for line in log_lines)
+    # and the panel is not asked again on every read, only after another TTL
+    calls = services_calls(panel)
+    catalogue.snapshot()
+    assert services_calls(panel) == calls
+    clock.now += TTL + 1
+    assert catalogue.snapshot() is not first
+    assert services_calls(panel) == calls + 1
+
+
+def test_without_a_previous_copy_a_failed_fetch_is_the_error(catalogue: Catalogue, panel: SandboxPanel) -> None:
+    panel.inject("services", "html_502", times=3)
+    with pytest.raises(errors.UpstreamBadResponse):
+        catalogue.snapshot()
+    # the next read tries again at once: there is nothing to serve meanwhile
+    assert catalogue.get(1)["id"] == 1
+
+
+def test_concurrent_first_reads_fetch_the_catalogue_once(catalogue: Catalogue, panel: SandboxPanel) -> None:
+    panel.inject("services", "delay", seconds=0.2)  # every reader arrives while the fetch is in flight
+    results: list[int] = []
+    readers = [threading.Thread(target=lambda: results.append(len(catalogue.snapshot().services)))
+               for _ in range(8)]
+    for reader in readers:
+        reader.start()
+    for reader in readers:
+        reader.join()
+    assert results == [300] * 8
+    assert services_calls(panel) == 1

@@ -1,0 +1,203 @@
+"""What wraps every answer: the request id, one JSON access line, and no upstream key anywhere.
+
+The key checks run every route, including its error paths, and look at each answer's
+body and headers, at every log line (both before redaction, as `log_lines` shows it,
+and as the gateway's own handler writes it), and at anything else written to
+stdout/stderr.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+from typing import Any, Iterator
+
+import pytest
+
+from chalicelib.callers import record_for
+from local.aws import EmbeddedAws, write_secret
+from sandbox import DEFAULT_KEY, SandboxPanel
+from tests.conftest import CALLER_KEY, OTHER_KEY
+
+DISTINCTIVE_KEY = "pk_live_9fQ2xZr7LmWc4TnB8vKd"
+LINK = "https://instagram.com/p/envelope"
+ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "route", "status",
+                 "latency_ms", "upstream_ms", "upstream_calls", "caller"}
+
+
+def access_lines(log_lines: Any) -> list[dict[str, Any]]:
+    return [line for line in log_lines if line["logger"] == "chalicelib.access"]
+
+
+@pytest.fixture
+def gateway_stream(gateway: Any) -> Iterator[io.StringIO]:
+    """What the gateway's own JSON log handler (the one Lambda sends to CloudWatch) writes.
+
+    That handler keeps the stream it was configured with, under pytest a capture file
+    out of `capfd`'s sight, so it is pointed at a buffer for the test.
+    """
+    handlers = [h for h in logging.getLogger("chalicelib").handlers
+                if isinstance(h, logging.StreamHandler) and getattr(h, "_smm_gateway", False)]
+    assert len(handlers) == 1
+    buffer = io.StringIO()
+    previous = handlers[0].setStream(buffer)
+    yield buffer
+    handlers[0].setStream(previous)
+
+
+# -- the access line and the request id -------------------------------------------------------
+
+
+def test_each_request_logs_one_json_access_line(client: Any, panel: SandboxPanel, log_lines: Any) -> None:
+    # when
+    balance = client.get("/balance")
+    missing = client.get("/orders/424242", key=OTHER_KEY)
+    refused = client.get("/balance", key="sgw_nobody")
+    wrong_method = client.request("DELETE", "/balance")
+
+    # then
+    lines = access_lines(log_lines)
+    assert [(line["method"], line["route"], line["status"], line["caller"]) for line in lines] == [
+        ("GET", "/balance", 200, "alice"),
+        ("GET", "/orders/{order_id}", 404, "bob"),
+        ("GET", "/balance", 401, None),
+        ("DELETE", "/balance", 405, None),
+    ]
+    for line, answer in zip(lines, (balance, missing, refused, wrong_method)):
+        assert set(line) == ACCESS_FIELDS
+        assert line["request_id"] == answer.headers["X-Request-Id"]
+        assert isinstance(line["latency_ms"], (int, float)) and line["latency_ms"] >= 0
+        assert isinstance(line["upstream_ms"], (int, float)) and line["upstream_ms"] >= 0
+    assert [line["upstream_calls"] for line in lines] == [1, 1, 0, 0]
+    assert lines[0]["upstream_ms"] > 0 and lines[2]["upstream_ms"] == 0
+
+
+def test_the_request_id_of_an_error_body_is_its_header_and_its_log_line(client: Any, log_lines: Any) -> None:
+    answers = [client.get("/orders/abc"), client.get("/refills/77"), client.get("/balance", key=None),
+               client.post("/refills", body=b"x", headers={"content-type": "text/plain"})]
+    ids = [answer.headers["X-Request-Id"] for answer in answers]
+    assert [json.loads(answer.body)["request_id"] for answer in answers] == ids
+    assert [line["request_id"] for line in access_lines(log_lines)] == ids
+    assert len(set(ids)) == len(ids) and all(ids)
+
+
+def test_upstream_time_adds_up_over_the_concurrent_calls_of_a_batch(client: Any, log_lines: Any) -> None:
+    client.get("/orders?ids=" + ",".join(str(i) for i in range(1, 251)))
+    line = access_lines(log_lines)[-1]
+    assert (line["status"], line["upstream_calls"]) == (200, 3)
+    assert 0 < line["upstream_ms"]
+
+
+def test_a_retried_read_counts_every_attempt(client: Any, panel: SandboxPanel, log_lines: Any) -> None:
+    panel.inject("balance", "http_500")
+    assert client.get("/balance").status_code == 200
+    assert access_lines(log_lines)[-1]["upstream_calls"] == 2
+
+
+def test_the_gateways_own_log_stream_writes_the_same_json_lines(client: Any, gateway_stream: io.StringIO) -> None:
+    answer = client.get("/balance")
+    lines = [json.loads(text) for text in gateway_stream.getvalue().splitlines()]
+    assert [(line["route"], line["status"], line["request_id"]) for line in lines] == [
+        ("/balance", 200, answer.headers["X-Request-Id"])]
+
+
+# -- the upstream key never leaves -------------------------------------------------------------------
+
+
+def every_route(client: Any, panel: SandboxPanel, panel_key: str) -> list[Any]:
+    """One request to each route, and the error paths a caller or the panel can cause."""
+    answers: list[Any] = []
+
+    def send(method: str, path: str, **kw: Any) -> Any:
+        answers.append(client.request(method, path, **kw))
+        return answers[-1]
+
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    order = json.loads(send("POST", "/orders", json_body={"service": 1, "link": LINK, "quantity": 100},
+                            headers={"Idempotency-Key": "envelope-1"}).body)["id"]
+    send("POST", "/orders", json_body={"service": 1, "link": LINK, "quantity": 100},
+         headers={"Idempotency-Key": "envelope-1"})  # replay
+    send("POST", "/orders", body=f"service=2&link={LINK}/form&quantity=100",
+         headers={**form, "Idempotency-Key": "envelope-2"})
+    send("POST", "/orders", json_body={"service": 1, "link": LINK + "/x", "quantity": 100})  # no key
+    send("POST", "/orders", json_body={"service": 1, "link": LINK + "/x", "quantity": 1},
+         headers={"Idempotency-Key": "envelope-3"})  # out of range
+    panel.advance(31)
+    for path in ("/health", "/openapi.json", "/openapi.yaml", "/swagger.json"):
+        send("GET", path, key=None)
+    for path in ("/balance", "/services", "/services?type=Poll", "/services/1", "/services/999999",
+                 "/services/abc", "/services?refill=maybe", f"/orders/{order}", "/orders/424242",
+                 f"/orders?ids={order},5,{order}", "/orders?ids=1,,2", "/orders", "/orders?limit=2",
+                 "/refills/1", "/refills/77", "/refills?ids=1,77", "/refills"):
+        send("GET", path)
+    send("POST", f"/orders/{order}/refill")
+    send("POST", "/orders/424242/refill", headers=form)
+    send("POST", "/refills", json_body={"orders": [order, 5]})
+    send("POST", f"/orders/{order}/cancel")
+    send("POST", "/orders/cancel", json_body={"orders": [order, 5]})
+    # callers' mistakes
+    send("POST", "/refills", body=b"{not json")
+    send("POST", "/refills", body=b"[" * 50_000)
+    send("POST", "/orders/cancel", body=b'{"orders": [1], "pad": "' + b"x" * 300_000 + b'"}')
+    send("POST", "/orders/cancel", body=b"x", headers={"content-type": "text/plain"})
+    send("DELETE", "/orders/1")
+    send("GET", "/balance", key=None)
+    send("GET", "/balance", key="sgw_wrong")
+    send("GET", "/balance", key=panel_key)  # the panel's key offered as a caller key
+    send("GET", f"/orders/{order}", headers={"x-api-key": CALLER_KEY, "authorization": f"Bearer {panel_key}"})
+    # the panel failing in each way it can
+    for fault in ("html_502", "html_200", "truncated_json", "reset", "http_500"):
+        panel.inject("cancel", fault)
+        send("POST", f"/orders/{order}/cancel")
+    for text in ("Invalid API key", "Incorrect request"):
+        panel.inject("*", "error", text=text)
+        send("GET", "/balance")
+    return answers
+
+
+def assert_nowhere(key: str, answers: list[Any], logged: list[str], captured: tuple[str, str]) -> None:
+    for answer in answers:
+        assert key not in answer.body.decode("utf-8", "replace"), answer.body[:300]
+        assert all(key not in f"{name}: {value}" for name, value in answer.headers.items()), answer.headers
+    for text in logged:
+        assert key not in text
+    assert key not in captured[0] and key not in captured[1]
+
+
+def test_the_sandbox_key_is_in_no_answer_and_no_log_line(
+        client: Any, panel: SandboxPanel, log_lines: Any, gateway_stream: io.StringIO,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    answers = every_route(client, panel, DEFAULT_KEY)
+
+    assert {answer.status_code for answer in answers} >= {200, 201, 400, 401, 404, 405, 413, 415, 422, 502}
+    assert len(access_lines(log_lines)) == len(answers)
+    assert_nowhere(DEFAULT_KEY, answers, [log_lines.text, gateway_stream.getvalue()], capfd.readouterr())
+
+
+@pytest.fixture
+def distinctive_panel(resources: EmbeddedAws) -> Iterator[SandboxPanel]:
+    """A sandbox with its own key, named in the secret the gateway reads."""
+    with SandboxPanel(api_key=DISTINCTIVE_KEY, clock=None, services=300) as sandbox:
+        write_secret(resources.client("secretsmanager"), sandbox.url, DISTINCTIVE_KEY,
+                     [record_for("alice", CALLER_KEY), record_for("bob", OTHER_KEY)])
+        yield sandbox
+
+
+def test_a_distinctive_panel_key_is_in_no_answer_and_no_log_line(
+        client: Any, distinctive_panel: SandboxPanel, log_lines: Any, gateway_stream: io.StringIO,
+        capfd: pytest.CaptureFixture[str]) -> None:
+    answers = every_route(client, distinctive_panel, DISTINCTIVE_KEY)
+
+    assert {answer.status_code for answer in answers} >= {200, 201, 400, 401, 404, 405, 413, 415, 422, 502}
+    assert distinctive_panel.add_calls >= 1  # the key was really used
+    assert_nowhere(DISTINCTIVE_KEY, answers, [log_lines.text, gateway_stream.getvalue()], capfd.readouterr())
+
+
+def test_a_panel_that_echoes_the_key_in_an_error_does_not_leak_it(
+        client: Any, distinctive_panel: SandboxPanel, log_lines: Any) -> None:
+    distinctive_panel.inject("balance", "error", text=f"Invalid API key: {DISTINCTIVE_KEY}")
+    answer = client.get("/balance")
+    assert answer.status_code == 502
+    assert DISTINCTIVE_KEY not in answer.body.decode()
+    assert DISTINCTIVE_KEY not in log_lines.text
