@@ -27,6 +27,7 @@ _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", d
 # requests overwrite under `chalice local`'s threaded server; the envelope keeps
 # each request in its own context instead, and views read it from there.
 _request: contextvars.ContextVar[Any] = contextvars.ContextVar("request")
+_query: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("query")
 
 
 def current_request() -> Any:
@@ -43,8 +44,12 @@ def env(name: str, default: str) -> str:
 @functools.cache
 def boto_client(service: str) -> Any:
     import boto3  # lazy: boto3 is the largest import of the function
+    from botocore.config import Config
 
-    return boto3.session.Session().client(service)
+    # Bounded: botocore's defaults (60 s timeouts, up to 10 DynamoDB retries) could
+    # outlast the function's 28 s; three tries of a few seconds cannot.
+    return boto3.session.Session().client(service, config=Config(
+        connect_timeout=1, read_timeout=3, retries={"mode": "standard", "max_attempts": 3}))
 
 
 @functools.cache
@@ -152,6 +157,7 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             try:
                 if not public:
                     _caller.set(authenticate(current_request().headers.get("x-api-key")))
+                _query.set(checked_query(current_request()))
                 result = view(**params)
             except errors.GatewayError as err:
                 code, body, headers = http.error_answer(err, _request_id.get())
@@ -178,8 +184,21 @@ def authenticate(presented: str | None) -> str:
     return name
 
 
+def checked_query(request: Any) -> dict[str, str]:
+    """The query string, checked against the route's parameters in openapi.yaml.
+
+    Every route checks it, so `/balance?curency=EUR` is a 400, not a silent 200."""
+    raw = request.query_params or {}
+    repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1)
+    if repeated:
+        raise errors.ValidationError(f"Query parameter {repeated[0]!r} is given more than once.",
+                                     details={"field": repeated[0]})
+    return schemas().query(request.method, request.context["resourcePath"], raw)
+
+
 def query(**readers: Callable[[str], Any]) -> dict[str, Any]:
-    return http.query(current_request().query_params, readers)
+    """This request's checked query parameters, read into values."""
+    return {name: readers.get(name, str)(value) for name, value in _query.get().items()}
 
 
 def body(form: bool = False) -> Any:
@@ -202,9 +221,7 @@ def balance() -> dict[str, Any]:
 
 @route("/services")
 def list_services() -> dict[str, Any]:
-    flags = functools.partial(http.parse_flag)
-    filters = query(type=str, category=str, q=str,
-                    refill=lambda v: flags(v, "refill"), cancel=lambda v: flags(v, "cancel"))
+    filters = query(refill=lambda v: http.parse_flag(v, "refill"), cancel=lambda v: http.parse_flag(v, "cancel"))
     return {"services": catalogue().snapshot().select(**filters)}
 
 
@@ -246,13 +263,13 @@ def cancel_order(order_id: str) -> dict[str, Any]:
     return orders().cancel(http.parse_id(order_id, "order_id"))
 
 
-@route("/orders/cancel", methods=("POST",))
+@route("/orders/cancel", methods=("POST",), content_types=["application/json"])
 def cancel_orders() -> dict[str, Any]:
     request = schemas().checked("CancelBatchRequest", body())
     return {"orders": orders().cancels(request["orders"])}
 
 
-@route("/refills", methods=("POST",))
+@route("/refills", methods=("POST",), content_types=["application/json"])
 def create_refills() -> dict[str, Any]:
     request = schemas().checked("RefillBatchRequest", body())
     return {"refills": orders().refills(request["orders"])}
@@ -260,12 +277,39 @@ def create_refills() -> dict[str, Any]:
 
 @route("/refills")
 def list_refills() -> dict[str, Any]:
-    params = query(ids=http.parse_ids)
-    if "ids" not in params:
-        raise errors.ValidationError("ids is required: GET /refills?ids=1,2,3.", details={"field": "ids"})
-    return {"refills": orders().refill_statuses(params["ids"])}
+    return {"refills": orders().refill_statuses(query(ids=http.parse_ids)["ids"])}
 
 
 @route("/refills/{refill_id}")
 def get_refill(refill_id: str) -> dict[str, Any]:
     return orders().refill_status(http.parse_id(refill_id, "refill_id"))
+
+
+# -- the API description (public, so no-code tools can import it by URL) ----------------
+
+
+@route("/openapi.json", public=True)
+def openapi_json() -> Response:
+    from chalicelib import spec_docs
+
+    request = current_request()
+    document = spec_docs.openapi_json(spec_docs.base_url(request.headers, request.context))
+    return Response(body=document, headers={"Content-Type": "application/json"})
+
+
+@route("/openapi.yaml", public=True)
+def openapi_yaml() -> Response:
+    from chalicelib import spec_docs
+
+    request = current_request()
+    text = spec_docs.openapi_yaml(spec_docs.base_url(request.headers, request.context))
+    return Response(body=text, headers={"Content-Type": "application/yaml; charset=utf-8"})
+
+
+@route("/swagger.json", public=True)
+def swagger_json() -> Response:
+    from chalicelib import spec_docs
+
+    request = current_request()
+    document = spec_docs.swagger_json(spec_docs.base_url(request.headers, request.context))
+    return Response(body=document, headers={"Content-Type": "application/json"})

@@ -99,7 +99,9 @@ def log_lines() -> Iterator[LogLines]:
 
 
 def _reset(module: Any) -> None:
-    for getter in ("boto_client", "secret", "panel", "catalogue", "orders", "schemas", "store", "desk"):
+    # boto_client stays: its clients point at the session's one moto server, and
+    # building them is most of a test's setup time.
+    for getter in ("secret", "panel", "catalogue", "orders", "store", "desk"):
         getattr(module, getter).cache_clear()
 
 
@@ -125,3 +127,35 @@ class Api:
 
     def post(self, path: str, **kw: Any) -> Any:
         return self.request("POST", path, **kw)
+
+
+# -- every answer a test gets from `client` keeps openapi.yaml's contract ------------------
+
+
+@pytest.fixture(autouse=True)
+def answers_keep_the_contract(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Check each answer of the `client` fixture against its operation's documented response.
+
+    A test that makes the gateway answer an undocumented status, content type or body
+    fails at teardown, naming the answers. Unknown routes and methods are not checked.
+    """
+    if "client" not in request.fixturenames:
+        yield
+        return
+    from tests.contract import problems
+
+    api = request.getfixturevalue("client")
+    if not isinstance(api, Api):  # a module's own `client` (tests/test_upstream.py: the panel client)
+        yield
+        return
+    sent = api.request
+    found: list[str] = []
+
+    def checked(method: str, path: str, **kw: Any) -> Any:
+        answer = sent(method, path, **kw)
+        found.extend(problems(method, path, answer.status_code, answer.headers, answer.body))
+        return answer
+
+    api.request = checked
+    yield
+    assert not found, "answers outside openapi.yaml:\n" + "\n".join(found)

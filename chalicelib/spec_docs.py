@@ -1,0 +1,76 @@
+"""The API description as served: the build's documents, pointed at this deployment.
+
+`scripts/build_spec.py` prepares the three documents at build time; here they are
+read on the first request for one (not at import, so cold starts do not pay) and
+given the base URL the request came in on, so an importing tool calls the same
+deployment, stage prefix included, that it read the document from.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import re
+from pathlib import Path
+from typing import Any, Mapping
+
+HERE = Path(__file__).resolve().parent
+# The servers block of openapi.yaml as written (scripts/build_spec.py checks it is there).
+LOCAL_SERVERS = "\nservers:\n  - url: http://127.0.0.1:8000\n"
+# A Host header is echoed into the documents only when it looks like one.
+_HOST = re.compile(r"^[A-Za-z0-9.-]{1,253}(:[0-9]{1,5})?$|^\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?$")
+_PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
+
+
+def base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
+    """`scheme://host/prefix` of this request, or just `/prefix` if the host is unusable.
+
+    API Gateway puts the stage (or a custom domain's base path) before the route in
+    `requestContext.path` but not in `resourcePath`:  path /api/openapi.json,
+    resourcePath /openapi.json → prefix /api. `chalice local` has no prefix.
+    """
+    path, route = str(context.get("path") or ""), str(context.get("resourcePath") or "")
+    prefix = path[:-len(route)] if route and path.endswith(route) else ""
+    if not _PREFIX.match(prefix):
+        prefix = ""
+    host = headers.get("host") or ""
+    if not _HOST.match(host):
+        return prefix or "/"
+    scheme = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
+    if scheme not in ("http", "https"):
+        scheme = "https" if context.get("stage") or context.get("domainName") else "http"
+    return f"{scheme}://{host}{prefix}"
+
+
+def openapi_json(url: str) -> dict[str, Any]:
+    document = copy.copy(_load("openapi.json"))  # shallow: only `servers` changes
+    document["servers"] = [{"url": url}]
+    return document
+
+
+def openapi_yaml(url: str) -> str:
+    # JSON's string quoting is valid YAML, so any URL stays one scalar.
+    return _text("openapi.yaml").replace(LOCAL_SERVERS, f"\nservers:\n  - url: {json.dumps(url)}\n", 1)
+
+
+def swagger_json(url: str) -> dict[str, Any]:
+    document = copy.copy(_load("swagger.json"))
+    if url.startswith(("http://", "https://")):
+        scheme, rest = url.split("://", 1)
+        host, _, path = rest.partition("/")
+        document.update(host=host, basePath="/" + path, schemes=[scheme])
+    else:  # no usable host: 2.0 then means "the host that served this document"
+        document.pop("host", None)
+        document["basePath"] = url
+    return document
+
+
+@functools.cache
+def _load(name: str) -> dict[str, Any]:
+    return json.loads(_text(name))
+
+
+@functools.cache
+def _text(name: str) -> str:
+    return (HERE / name).read_text(encoding="utf-8")
