@@ -46,7 +46,8 @@ def main() -> int:
             api_url = sandbox.start()
         create_table(aws.client("dynamodb"))
         write_secret(aws.client("secretsmanager"), api_url, api_key, [record_for("local", caller_key)])
-        print(banner(port, caller_key, api_url if sandbox is None else f"sandbox panel at {api_url}"),
+        print(banner(port, caller_key, api_url if sandbox is None else f"sandbox panel at {api_url}",
+                     aws.endpoint),
               flush=True)
         return serve(port)
     except KeyboardInterrupt:
@@ -116,16 +117,19 @@ def quiet_embedded_services() -> None:
         lambda record: not record.getMessage().startswith("Connection pool is full"))
 
 
-def banner(port: int, caller_key: str, upstream: str) -> str:
+def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str) -> str:
     base = f"http://127.0.0.1:{port}"
+    ops_env = (f"AWS_ENDPOINT_URL={aws_endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
+               "AWS_DEFAULT_REGION=us-east-1")
     return "\n".join([
         "smm-gateway local run",
         f"  gateway:    {base}",
         f"  upstream:   {upstream}",
-        "  AWS:        embedded (moto): DynamoDB and Secrets Manager, in memory",
+        f"  AWS:        embedded (moto) at {aws_endpoint}: DynamoDB and Secrets Manager, in memory",
         f"  caller key: {caller_key}",
         "",
         f'  curl -H "X-API-Key: {caller_key}" {base}/balance',
+        f"  {ops_env} .venv/bin/python -m ops callers list",
         "",
         "Ctrl-C stops everything.",
     ])

@@ -1,0 +1,1 @@
+"""Deployment: the merge template, `make package` / `make deploy`, and the memory measurement."""

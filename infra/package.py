@@ -1,0 +1,83 @@
+"""`make package`: the CloudFormation (SAM) template and code zip for one stage, linted.
+
+`chalice package` writes the function, its role and the REST API from app.py and
+.chalice/config.json; infra/resources.json is merged over it (chalice applies only
+one `--merge-template`, so everything else lives in that one file): the table, the
+secret, the log group, the role's policy on those three, and the function's
+environment pointing at them. cfn-lint then checks the result; any error or warning
+fails the build. No AWS credentials are needed: chalice only wants a region name,
+and the template refers to the real one through `${AWS::Region}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MERGE_TEMPLATE = Path("infra") / "resources.json"
+STAGES = ("dev", "prod")
+# cfn-lint rules switched off, each with its reason. Empty: the template is clean.
+LINT_IGNORES: dict[str, str] = {}
+
+
+class PackageError(Exception):
+    """chalice package or cfn-lint failed; the message holds their output."""
+
+
+def tool(name: str) -> str:
+    """A console script of the interpreter's own environment (the venv's chalice, cfn-lint)."""
+    return str(Path(sys.executable).with_name(name))
+
+
+def package(stage: str, out_dir: Path, project_dir: Path = ROOT, *, check: bool = True) -> Path:
+    """Write `sam.json` and `deployment.zip` for `stage` into `out_dir`, then lint the
+    template unless `check` is false; returns the template's path."""
+    if stage not in STAGES:
+        raise PackageError(f"unknown stage {stage!r}; known: {', '.join(STAGES)}")
+    # Packaging never calls AWS: drop every AWS_* setting (credentials, profile, endpoint)
+    # so that stays true, keeping only a region name for chalice.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["AWS_DEFAULT_REGION"] = os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+    _run([tool("chalice"), "--project-dir", str(project_dir), "package", "--stage", stage,
+          "--merge-template", str(project_dir / MERGE_TEMPLATE), str(out_dir)], env)
+    template = out_dir / "sam.json"
+    if check:
+        lint(template)
+    return template
+
+
+def lint(*templates: Path) -> str:
+    """cfn-lint's report; raises PackageError on any error or warning (its exit code)."""
+    ignores = [f"--ignore-checks={rule}" for rule in LINT_IGNORES]
+    return _run([tool("cfn-lint"), *ignores, "--", *map(str, templates)], dict(os.environ))
+
+
+def _run(command: list[str], env: dict[str, str]) -> str:
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise PackageError(f"{Path(command[0]).name} failed ({done.returncode}):\n{done.stdout}{done.stderr}")
+    return done.stdout
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m infra.package", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--stage", choices=STAGES, default="dev")
+    parser.add_argument("--out", type=Path, help="output folder (default: build/<stage>)")
+    args = parser.parse_args(argv)
+    out = args.out or ROOT / "build" / args.stage
+    try:
+        template = package(args.stage, out)
+    except PackageError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    code = out / "deployment.zip"
+    print(f"{template} (cfn-lint: clean)\n{code} ({code.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,9 @@
+"""`python -m ops`: see ops/cli.py."""
+
+from __future__ import annotations
+
+import sys
+
+from ops.cli import main
+
+sys.exit(main())

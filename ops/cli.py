@@ -1,0 +1,185 @@
+"""`python -m ops`: the operator's commands, against real AWS or `make run`'s embedded AWS.
+
+Which secret and table: `--stage S` means smm-gateway/S and smm-gateway-S (the names
+the stack creates); without it GATEWAY_SECRET_ID and GATEWAY_TABLE are read, as the
+function does, defaulting to the dev names. boto3 finds credentials, region and
+AWS_ENDPOINT_URL (the embedded AWS of `make run`) the usual way. The target is
+printed on stderr before anything is changed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import os
+import sys
+from typing import Any, TextIO
+
+from ops import callers, orders, panel
+from ops.secret_doc import OpsError, SecretDocument
+
+DEFAULT_SECRET_ID, DEFAULT_TABLE = "smm-gateway/dev", "smm-gateway-dev"
+_CLIENTS: dict[tuple[str | None, ...], Any] = {}
+EXAMPLES = """examples:
+  python -m ops --stage prod secret set --api-url https://panel.example/api/v2 --api-key-stdin --verify
+  python -m ops --stage prod secret show
+  python -m ops --stage prod callers create zapier
+  python -m ops --stage prod callers list
+  python -m ops --stage prod callers revoke zapier --key-id 1a2b3c4d
+  python -m ops --stage prod orders unknown
+  python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --order-id 23501
+  python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --release
+"""
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="python -m ops", description=__doc__, epilog=EXAMPLES,
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    top.add_argument("--stage", help="use smm-gateway/STAGE and smm-gateway-STAGE (overrides GATEWAY_*)")
+    top.add_argument("--json", action="store_true", help="print results as JSON")
+    groups = top.add_subparsers(dest="group", required=True, metavar="{secret,callers,orders}")
+
+    secret = groups.add_parser("secret", help="the panel URL and key").add_subparsers(dest="command", required=True)
+    setter = secret.add_parser("set", help="set or rotate the panel URL and/or key (callers are kept)")
+    setter.add_argument("--api-url", help="the panel's API v2 URL, e.g. https://panel.example/api/v2")
+    setter.add_argument("--api-key-stdin", action="store_true",
+                        help="read the new panel key from stdin (asked without echo at a terminal); "
+                             "never put it on the command line")
+    setter.add_argument("--verify", action="store_true",
+                        help="call the panel's balance with the new URL/key first; change nothing if it fails")
+    secret.add_parser("show", help="the panel URL, a fingerprint of the key (never the key), the caller names")
+
+    keys = groups.add_parser("callers", help="the gateway's caller keys").add_subparsers(dest="command", required=True)
+    create = keys.add_parser("create", help="issue a key for NAME; it is printed once, only its hash is kept")
+    create.add_argument("name")
+    create.add_argument("--additional", action="store_true",
+                        help="NAME already has a key: add a second one (rotation without downtime)")
+    keys.add_parser("list", help="names, key ids and creation dates (no keys, no hashes)")
+    revoke = keys.add_parser("revoke", help="remove NAME's keys (all, or one --key-id)")
+    revoke.add_argument("name")
+    revoke.add_argument("--key-id", help="only the key with this id (from `callers list`)")
+
+    book = groups.add_parser("orders", help="orders whose outcome is unknown").add_subparsers(
+        dest="command", required=True)
+    listing = book.add_parser("unknown", help="list them (all callers in the secret, or one)")
+    listing.add_argument("--caller")
+    settle = book.add_parser("resolve", help="record the order the panel shows for a key, or release the key")
+    settle.add_argument("--caller", required=True)
+    settle.add_argument("--key", required=True, help="the Idempotency-Key, as `orders unknown` shows it")
+    outcome = settle.add_mutually_exclusive_group(required=True)
+    outcome.add_argument("--order-id", type=int, help="the panel's id of the order this key placed")
+    outcome.add_argument("--release", action="store_true",
+                         help="the panel has no such order: free the key so the caller's retry places it")
+    return top
+
+
+def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: TextIO | None = None,
+         err: TextIO | None = None) -> int:
+    args = parser().parse_args(argv)
+    stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
+    if args.stage:
+        # app.desk() reads the table name from the environment, as the function does.
+        os.environ["GATEWAY_SECRET_ID"], os.environ["GATEWAY_TABLE"] = target(args.stage)
+    secret_id = os.environ.get("GATEWAY_SECRET_ID") or DEFAULT_SECRET_ID
+    table = os.environ.get("GATEWAY_TABLE") or DEFAULT_TABLE
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    from chalicelib.errors import GatewayError
+
+    try:
+        doc = SecretDocument(_client("secretsmanager"), secret_id)
+        where = f"secret {secret_id}, table {table}, region {doc.region}"
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        print(f"[{where}{', endpoint ' + endpoint if endpoint else ''}]", file=err)
+        result = run(args, doc, stdin, err)
+    except (OpsError, GatewayError) as exc:
+        print(f"error: {exc}", file=err)
+        return 1
+    except (BotoCoreError, ClientError) as exc:
+        print(f"error: AWS: {exc}", file=err)
+        return 1
+    show(result, args.json, out)
+    return 0
+
+
+def run(args: argparse.Namespace, doc: SecretDocument, stdin: TextIO, err: TextIO) -> Any:
+    command = f"{args.group} {args.command}"
+    if command == "secret set":
+        key = _read_key(stdin, err) if args.api_key_stdin else None
+        return panel.set_panel(doc, args.api_url, key, check=_verify if args.verify else None)
+    if command == "secret show":
+        return panel.show(doc)
+    if command == "callers create":
+        key, entry = callers.create(doc, args.name, additional=args.additional)
+        print(f"New key for {args.name} (key id {entry['key_id']}); it is shown only now, "
+              "store it in the caller's secret store:", file=err)
+        return key
+    if command == "callers list":
+        return callers.listing(doc)
+    if command == "callers revoke":
+        gone = callers.revoke(doc, args.name, args.key_id)
+        print("revoked; running containers drop the key within SECRET_MAX_AGE_SECONDS (60 s by default)", file=err)
+        return gone
+    if command == "orders unknown":
+        names = [args.caller] if args.caller else callers_in(doc)
+        return orders.unknown(_desk(), names)
+    if command == "orders resolve":
+        entry = orders.resolve(_desk(), args.caller, args.key, None if args.release else args.order_id)
+        verdict = "released: the caller's next retry places the order" if args.release else \
+            f"recorded: the key now replays order {args.order_id}"
+        return {**entry, "resolution": verdict}
+    raise AssertionError(command)
+
+
+def target(stage: str) -> tuple[str, str]:
+    """The secret id and table name the stack creates for `stage` (infra/resources.json)."""
+    return f"smm-gateway/{stage}", f"smm-gateway-{stage}"
+
+
+def callers_in(doc: SecretDocument) -> list[str]:
+    return sorted({entry["name"] for entry in callers.listing(doc)})
+
+
+def show(result: Any, as_json: bool, out: TextIO) -> None:
+    if as_json or isinstance(result, dict):
+        print(json.dumps(result, indent=1, default=str), file=out)
+    elif isinstance(result, list):
+        for row in result:
+            print("  ".join(f"{k}={v}" for k, v in row.items()), file=out)
+        if not result:
+            print("(none)", file=out)
+    else:
+        print(result, file=out)
+
+
+def _client(service: str) -> Any:
+    # One client per target: building one loads botocore's service model (~0.1 s).
+    where = (service, os.environ.get("AWS_ENDPOINT_URL"), os.environ.get("AWS_REGION"),
+             os.environ.get("AWS_DEFAULT_REGION"), os.environ.get("AWS_PROFILE"))
+    if where not in _CLIENTS:
+        import boto3
+
+        _CLIENTS[where] = boto3.session.Session().client(service)
+    return _CLIENTS[where]
+
+
+def _desk() -> Any:
+    import app
+
+    return app.desk()
+
+
+def _read_key(stdin: TextIO, err: TextIO) -> str:
+    if stdin.isatty():
+        return getpass.getpass("panel API key (not echoed): ", stream=err)
+    return stdin.readline().strip()
+
+
+def _verify(api_url: str, api_key: str) -> Any:
+    """One balance call with the candidate URL and key: a wrong key fails here, not in production."""
+    import requests
+
+    from chalicelib.upstream import PanelClient, PanelConfig
+
+    return PanelClient(requests.Session(), lambda: PanelConfig(api_url, api_key), timeout=10).balance()

@@ -1,0 +1,46 @@
+"""`ops orders unknown|resolve`: settle orders whose outcome the gateway could not know.
+
+When the panel's answer to `add` is lost, the gateway records the attempt as
+`unknown` and answers 409 `outcome_unknown` to every retry with that
+Idempotency-Key, so nothing is sent twice. An operator looks the order up on the
+panel (by link and time) and then either records its id, so the key replays it,
+or releases the key, so the caller's next retry places the order.
+
+The desk is the one the function builds (`app.desk()`), so the same table and the
+same retention apply; only its store is used, the panel is not called.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from ops.secret_doc import OpsError
+
+PAGE = 100
+
+
+def unknown(desk: Any, callers: Iterable[str]) -> list[dict[str, Any]]:
+    """Every ledger entry in state `unknown`, for each caller, newest first."""
+    found: list[dict[str, Any]] = []
+    for caller in callers:
+        cursor = None
+        while True:
+            page = desk.ledger(caller, limit=PAGE, cursor=cursor, state="unknown")
+            found += [{"caller": caller, **entry} for entry in page["orders"]]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
+    return found
+
+
+def resolve(desk: Any, caller: str, key: str, order_id: int | None) -> dict[str, Any]:
+    """Record `order_id` as what the key placed, or with None release the key.
+
+    Only a key the ledger shows as unknown is touched: a key still in flight (its
+    lease running) may yet complete on its own, and a typo should not free a key."""
+    entry = next((e for e in unknown(desk, [caller]) if e["idempotency_key"] == key), None)
+    if entry is None:
+        raise OpsError(f"caller {caller!r} has no unknown order under Idempotency-Key {key!r} "
+                       "(see `python -m ops orders unknown`)")
+    desk.resolve(caller, key, order_id)
+    return entry

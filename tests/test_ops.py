@@ -1,0 +1,275 @@
+"""The operator commands (`python -m ops`) against moto, checked through the gateway itself.
+
+Each test starts from what a fresh stack leaves behind: an empty table and a secret
+that exists but has no value yet. Containers re-read the secret on every request
+here (SECRET_MAX_AGE_SECONDS=0), so a change shows at the next request.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterator
+
+import pytest
+
+from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_table
+from ops import cli
+from ops.secret_doc import OpsError, SecretDocument
+from sandbox import DEFAULT_KEY, SandboxPanel
+from tests.conftest import Api
+
+ROOT = Path(__file__).resolve().parent.parent
+ORDER = {"service": 1, "link": "https://www.instagram.com/p/ops/", "quantity": 100}
+
+
+def ops(*argv: str, stdin: str = "") -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), stdin=io.StringIO(stdin), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+_CLIENTS: dict[tuple[str, str], Any] = {}
+
+
+def client_of(aws: EmbeddedAws, service: str) -> Any:
+    """One boto3 client per service for the whole run: building one parses botocore's models (~0.2 s)."""
+    if (aws.endpoint, service) not in _CLIENTS:
+        _CLIENTS[aws.endpoint, service] = aws.client(service)
+    return _CLIENTS[aws.endpoint, service]
+
+
+def fresh_containers(gateway_app: Any) -> None:
+    """Drop what a Lambda container caches, but keep its boto3 clients (they hold only the endpoint)."""
+    for name in dir(gateway_app):
+        getter = getattr(gateway_app, name)
+        if name != "boto_client" and callable(getattr(getter, "cache_clear", None)):
+            getter.cache_clear()
+
+
+@pytest.fixture
+def deployed(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    aws.reset()
+    create_table(client_of(aws, "dynamodb"))
+    client_of(aws, "secretsmanager").create_secret(Name=SECRET_ID)  # as CloudFormation creates it: no value
+    monkeypatch.setenv("SECRET_MAX_AGE_SECONDS", "0")
+    import app as gateway_app
+
+    fresh_containers(gateway_app)
+    yield gateway_app
+    fresh_containers(gateway_app)
+
+
+@pytest.fixture
+def http(deployed: Any) -> Iterator[Any]:
+    from chalice.test import Client
+
+    with Client(deployed.app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def configured(deployed: Any, panel: SandboxPanel) -> SandboxPanel:
+    """The operator's first step after a deploy: point the secret at the panel."""
+    code, _, err = ops("secret", "set", "--api-url", panel.url, "--api-key-stdin", stdin=DEFAULT_KEY + "\n")
+    assert code == 0, err
+    return panel
+
+
+def new_caller(name: str = "zapier", *extra: str) -> str:
+    code, out, err = ops("callers", "create", name, *extra)
+    assert code == 0, err
+    return out.strip()
+
+
+def stored(aws: EmbeddedAws) -> dict[str, Any]:
+    return json.loads(client_of(aws, "secretsmanager").get_secret_value(SecretId=SECRET_ID)["SecretString"])
+
+
+# -- secret ------------------------------------------------------------------------
+
+
+def test_a_new_caller_key_authenticates_at_the_gateway(configured: SandboxPanel, http: Any) -> None:
+    key = new_caller()
+
+    assert key.startswith("sgw_")
+    assert Api(http, key=key).get("/balance").status_code == 200
+    assert Api(http, key=key + "x").get("/balance").status_code == 401
+
+
+def test_the_new_key_is_printed_once_and_only_its_hash_is_stored(configured: SandboxPanel,
+                                                                 aws: EmbeddedAws) -> None:
+    key = new_caller()
+
+    (record,) = stored(aws)["callers"]
+    assert record["name"] == "zapier" and key not in json.dumps(record)
+    code, out, _ = ops("callers", "list")
+    assert code == 0 and "name=zapier" in out and "created_at=20" in out
+    assert key not in out and record["hash"] not in out
+
+
+def test_secret_show_prints_a_fingerprint_never_the_panel_key(configured: SandboxPanel) -> None:
+    new_caller()
+
+    code, out, _ = ops("secret", "show")
+
+    shown = json.loads(out)
+    assert code == 0 and DEFAULT_KEY not in out
+    assert shown["api_url"] == configured.url and shown["api_key"].startswith("sha256:")
+    assert shown["callers"] == ["zapier"]
+
+
+def test_a_rotated_panel_key_is_used_at_the_next_request_and_callers_stay(configured: SandboxPanel,
+                                                                          http: Any) -> None:
+    api = Api(http, key=new_caller())
+
+    assert ops("secret", "set", "--api-key-stdin", stdin="not-the-panel-key\n")[0] == 0
+    refused = api.get("/balance")
+    assert ops("secret", "set", "--api-key-stdin", stdin=DEFAULT_KEY + "\n")[0] == 0
+
+    assert refused.status_code == 502 and json.loads(refused.body)["error"]["code"] == "upstream_auth_failed"
+    assert api.get("/balance").status_code == 200
+
+
+def test_pointing_at_another_panel_changes_where_orders_go(configured: SandboxPanel, http: Any) -> None:
+    api = Api(http, key=new_caller())
+    with SandboxPanel(clock=None, services=300) as other:
+        assert ops("secret", "set", "--api-url", other.url)[0] == 0
+
+        answer = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "k-other"})
+
+        assert answer.status_code == 201
+        assert (configured.add_calls, other.add_calls) == (0, 1)
+
+
+def test_verify_leaves_the_secret_alone_when_the_panel_refuses_the_key(configured: SandboxPanel,
+                                                                        aws: EmbeddedAws) -> None:
+    before = stored(aws)
+
+    code, _, err = ops("secret", "set", "--api-key-stdin", "--verify", stdin="wrong-key\n")
+
+    assert code == 1 and "error:" in err
+    assert stored(aws) == before
+
+
+def test_the_first_set_needs_both_url_and_key(deployed: Any, panel: SandboxPanel) -> None:
+    code, _, err = ops("secret", "set", "--api-url", panel.url)
+
+    assert code == 1 and "no panel key yet" in err
+
+
+def test_a_write_racing_another_operator_changes_nothing(configured: SandboxPanel, aws: EmbeddedAws) -> None:
+    doc = SecretDocument(client_of(aws, "secretsmanager"), SECRET_ID)
+
+    def meanwhile(data: dict[str, Any]) -> None:  # another operator writes between our read and write
+        new_caller("other-operator")
+        data["callers"].append({"name": "lost", "salt": "00", "hash": "00"})
+
+    with pytest.raises(OpsError, match="changed while"):
+        doc.update(meanwhile)
+
+    assert [c["name"] for c in stored(aws)["callers"]] == ["other-operator"]
+
+
+# -- callers -----------------------------------------------------------------------
+
+
+def test_a_revoked_key_is_refused(configured: SandboxPanel, http: Any) -> None:
+    api = Api(http, key=new_caller())
+    assert api.get("/balance").status_code == 200
+
+    code, out, _ = ops("callers", "revoke", "zapier")
+
+    assert code == 0 and "name=zapier" in out
+    assert api.get("/balance").status_code == 401
+
+
+def test_a_key_rotates_without_downtime(configured: SandboxPanel, http: Any) -> None:
+    old = new_caller()
+    (old_id,) = [e["key_id"] for e in json.loads(ops("--json", "callers", "list")[1])]
+    assert ops("callers", "create", "zapier")[0] == 1  # a second key must be asked for
+
+    new = new_caller("zapier", "--additional")
+    both = (Api(http, key=old).get("/balance").status_code, Api(http, key=new).get("/balance").status_code)
+    assert ops("callers", "revoke", "zapier", "--key-id", old_id)[0] == 0
+
+    assert both == (200, 200)
+    assert Api(http, key=old).get("/balance").status_code == 401
+    assert Api(http, key=new).get("/balance").status_code == 200
+
+
+def test_a_caller_name_cannot_carry_the_tables_separator(configured: SandboxPanel) -> None:
+    code, out, err = ops("callers", "create", "a#b")
+
+    assert code == 1 and out == "" and "caller name" in err
+
+
+# -- orders ------------------------------------------------------------------------
+
+
+def test_resolving_an_unknown_order_makes_its_key_replay_the_panels_order(configured: SandboxPanel,
+                                                                          http: Any) -> None:
+    api = Api(http, key=new_caller())
+    configured.inject("add", "html_200", after_commit=True)  # placed on the panel, answer lost
+    lost = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-1"})
+    (placed,) = configured.orders
+
+    code, out, _ = ops("--json", "orders", "unknown")
+    (listed,) = json.loads(out)
+    resolved = ops("orders", "resolve", "--caller", "zapier", "--key", "zap-1", "--order-id", str(placed))
+    replay = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-1"})
+
+    assert json.loads(lost.body)["error"]["code"] == "outcome_unknown"
+    assert code == 0 and (listed["caller"], listed["idempotency_key"]) == ("zapier", "zap-1")
+    assert resolved[0] == 0
+    assert replay.status_code == 201 and json.loads(replay.body)["id"] == placed
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert configured.add_calls == 1
+    assert json.loads(ops("--json", "orders", "unknown")[1]) == []
+
+
+def test_releasing_an_unknown_order_lets_the_retry_place_it(configured: SandboxPanel, http: Any) -> None:
+    api = Api(http, key=new_caller())
+    configured.inject("add", "html_200")  # the panel placed nothing, but the gateway cannot know
+    lost = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-2"})
+    still_held = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-2"})
+
+    code, _, _ = ops("orders", "resolve", "--caller", "zapier", "--key", "zap-2", "--release")
+    retry = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-2"})
+
+    assert (lost.status_code, still_held.status_code) == (502, 409)
+    assert code == 0
+    assert retry.status_code == 201 and list(configured.orders) == [json.loads(retry.body)["id"]]
+
+
+def test_resolve_touches_only_keys_the_ledger_shows_as_unknown(configured: SandboxPanel, http: Any) -> None:
+    api = Api(http, key=new_caller())
+    done = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-3"})
+
+    code, _, err = ops("orders", "resolve", "--caller", "zapier", "--key", "zap-3", "--release")
+
+    assert done.status_code == 201
+    assert code == 1 and "no unknown order" in err
+    assert api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-3"}).headers.get(
+        "Idempotent-Replayed") == "true"
+
+
+# -- the module as operators run it ------------------------------------------------------
+
+
+def test_runs_as_a_module_against_the_embedded_aws(configured: SandboxPanel, aws: EmbeddedAws) -> None:
+    new_caller()
+    env = {**os.environ, **aws.environ(), "GATEWAY_SECRET_ID": SECRET_ID, "GATEWAY_TABLE": TABLE}
+
+    listed = subprocess.run([sys.executable, "-m", "ops", "callers", "list"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+    helped = subprocess.run([sys.executable, "-m", "ops", "--help"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60, check=False)
+
+    assert listed.returncode == 0 and "name=zapier" in listed.stdout
+    assert aws.endpoint in listed.stderr  # the target is shown before anything happens
+    assert helped.returncode == 0 and "callers" in helped.stdout and "resolve" in helped.stdout
