@@ -13,7 +13,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	touch $(STAMP)
 
-chalicelib/openapi.json: openapi.yaml scripts/build_spec.py | $(STAMP)
+chalicelib/openapi.json: openapi.yaml scripts/build_spec.py scripts/swagger2.py | $(STAMP)
 	$(BIN)/python scripts/build_spec.py
 
 spec: chalicelib/openapi.json
@@ -27,3 +27,19 @@ test: $(STAMP) spec
 
 clean:
 	rm -rf $(VENV) .pytest_cache
+
+# -- deploying to AWS (docs/deploy.md) ----------------------------------------------
+# `make package` needs no AWS account; `make deploy` needs the AWS CLI and credentials.
+STAGE ?= dev
+
+.PHONY: package deploy
+
+package: $(STAMP) spec
+	$(BIN)/python -m infra.package --stage $(STAGE) --out build/$(STAGE)
+
+deploy: package
+	infra/deploy.sh $(STAGE) build/$(STAGE)
+
+# -- the benchmark (bench/README.md): prints a markdown table, writes bench/results/latest.json
+bench: $(STAMP) spec
+	$(BIN)/python -m bench $(BENCH_ARGS)
