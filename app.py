@@ -11,7 +11,6 @@ import contextvars
 import functools
 import os
 import time
-import uuid
 from typing import Any, Callable
 
 from chalice import Chalice, Response
@@ -133,7 +132,7 @@ logs.configure(secrets=_loaded_panel_key)
 
 @app.middleware("http")
 def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
-    request_id = (event.context or {}).get("requestId") or uuid.uuid4().hex
+    request_id = (event.context or {}).get("requestId") or os.urandom(16).hex()
     _request_id.set(request_id)
     _request.set(event)
     _caller.set(None)
@@ -188,8 +187,8 @@ def checked_query(request: Any) -> dict[str, str]:
     """The query string, checked against the route's parameters in openapi.yaml.
 
     Every route checks it, so `/balance?curency=EUR` is a 400, not a silent 200."""
-    raw = request.query_params or {}
-    repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1)
+    raw = request.query_params  # a Chalice MultiDict, or None without a query string
+    repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if raw else []
     if repeated:
         raise errors.ValidationError(f"Query parameter {repeated[0]!r} is given more than once.",
                                      details={"field": repeated[0]})

@@ -505,6 +505,8 @@ class _Server(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; every answer carries Content-Length
+    # Without TCP_NODELAY a keep-alive answer waits ~40 ms for a delayed ACK.
+    disable_nagle_algorithm = True
     server: _Server
     timeout = 60  # seconds an idle keep-alive connection is kept
 
