@@ -7,11 +7,9 @@ wire form shows.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -21,6 +19,7 @@ from chalicelib.catalogue import Catalogue
 from chalicelib.upstream import PanelClient, PanelConfig
 from sandbox import DEFAULT_KEY, SandboxPanel
 from sandbox import Catalogue as SandboxCatalogue
+from tests.loopback import scripted_server
 
 TTL = 300.0
 INT_MAX = 2147483647
@@ -105,34 +104,9 @@ def test_an_unknown_service_is_not_found(catalogue: Catalogue) -> None:
     assert (raised.value.status, raised.value.code) == (404, "service_not_found")
 
 
-@contextlib.contextmanager
-def static_panel(answer: Any) -> Iterator[str]:
+def static_panel(answer: Any) -> Any:
     """A loopback panel answering every POST with the same JSON."""
-    body = json.dumps(answer).encode()
-
-    class Static(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def do_POST(self) -> None:
-            self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, format: str, *args: object) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Static)
-    thread = threading.Thread(target=server.serve_forever, args=(0.02,), daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/api/v2"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
+    return scripted_server(200, json.dumps(answer).encode(), {"Content-Type": "application/json"})
 
 
 def test_unusable_entries_are_skipped_and_the_rest_served(sleeps: list[float], log_lines: Any) -> None:

@@ -26,6 +26,7 @@ import pytest
 import requests
 
 from local.aws import free_port
+from local.run import port_is_free
 from sandbox import SandboxPanel
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -177,14 +178,7 @@ def port_is_closed(port: int) -> bool:
     with socket.socket() as probe:
         if probe.connect_ex(("127.0.0.1", port)) == 0:
             return False
-    with socket.socket() as probe:
-        # As any server binds: SO_REUSEADDR, so the run's TIME_WAIT connections do not count.
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
+    return port_is_free(port)
 
 
 def banner_upstream(output: str) -> str:
