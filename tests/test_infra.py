@@ -105,6 +105,18 @@ def test_each_stage_packages_into_a_template_and_a_lambda_zip(built: dict[str, P
         assert any(re.fullmatch(r"rpds/rpds\.cpython-311-x86_64-linux-gnu\.so", n) for n in names)
 
 
+def test_the_zip_carries_byte_code_so_cold_starts_do_not_compile(built: dict[str, Path]) -> None:
+    # Lambda cannot write __pycache__ in /var/task: without these every cold start compiles
+    for path in built.values():
+        packed = zipfile.ZipFile(path.parent / "deployment.zip")
+        names = set(packed.namelist())
+        for module in ("__pycache__/app", "chalicelib/__pycache__/upstream", "requests/__pycache__/sessions"):
+            assert f"{module}.cpython-311.pyc" in names
+        # unchecked-hash byte code (flags 0b01): valid whatever the zip's timestamps
+        header = packed.read("__pycache__/app.cpython-311.pyc")[:8]
+        assert int.from_bytes(header[4:8], "little") == 0b01
+
+
 def test_cfn_lint_reports_no_error_or_warning_for_either_stage(built: dict[str, Path]) -> None:
     assert lint(*built.values()).strip() == ""
 
