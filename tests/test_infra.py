@@ -381,3 +381,15 @@ sys.exit(1 if args[:2] in (["s3api", "head-bucket"], ["configure", "get"]) else 
     done = subprocess.run(["bash", str(ROOT / "infra/deploy.sh"), stage, str(build)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     return DeployRun(done, log)
+
+
+def test_api_gateways_own_answers_have_the_one_error_shape(templates: dict[str, dict[str, Any]]) -> None:
+    # An unknown route never reaches the function: API Gateway answers it (403 "Missing
+    # Authentication Token" by default), and a crashed function is its 502.
+    for template in templates.values():
+        answers = {r["Properties"]["ResponseType"]: r["Properties"]
+                   for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+        assert answers["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+        for answer in answers.values():
+            body = json.loads(answer["ResponseTemplates"]["application/json"])
+            assert set(body) == {"error", "request_id"} and set(body["error"]) == {"code", "message", "upstream"}
