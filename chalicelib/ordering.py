@@ -32,6 +32,7 @@ log = logging.getLogger(__name__)
 LEDGER_STATES = frozenset({"submitting", "unknown", "pending", "in_progress", "processing",
                            "completed", "partial", "canceled"})
 MAX_LEDGER_PAGES = 10
+OPEN_STATES = frozenset({"pending", "in_progress", "processing"})  # may still change on the panel
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,38 @@ class OrderDesk:
         found: list[dict[str, Any]] = []
         for _ in range(MAX_LEDGER_PAGES):
             items, cursor = self._store.ledger(caller, limit - len(found), cursor)
-            found += [e for e in map(lambda i: _ledger_entry(i, now), items) if state in (None, e["state"])]
+            entries = self._refreshed(caller, items, now)
+            found += [e for e in entries if state in (None, e["state"])]
             if len(found) >= limit or cursor is None:
                 break
         return {"orders": found, "next_cursor": cursor}
+
+    def _refreshed(self, caller: str, items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
+        """Ledger entries with the panel's current status for orders not yet final.
+
+        One panel call per page (pages hold at most 100); what changed is written back,
+        so the stored status is the last one known and the `state` filter follows the
+        orders. A panel that cannot answer leaves the stored values: the ledger is the
+        gateway's own and stays readable."""
+        entries = [_ledger_entry(item, now) for item in items]
+        open_ids = [e["id"] for e in entries if e["id"] is not None and e["state"] in OPEN_STATES]
+        if not open_ids:
+            return entries
+        try:
+            live = self._panel.statuses(open_ids)
+        except errors.GatewayError as exc:
+            logs.event(log, "ledger status refresh failed", logging.WARNING, code=exc.code)
+            return entries
+        for item, entry in zip(items, entries):
+            current = live.get(entry["id"])
+            if not isinstance(current, dict) or current["status"] == entry["status"]:
+                continue
+            entry.update(status=current["status"], state=current["state"])
+            try:
+                self._store.record_status(caller, item["sk"], current["status"], current["state"])
+            except errors.GatewayError:
+                pass  # written again on the next read; the answer already has it
+        return entries
 
     def resolve(self, caller: str, key: str, order_id: int | None) -> None:
         """Operator: record the real order id of an unknown outcome, or release the key."""

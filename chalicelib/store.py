@@ -79,6 +79,8 @@ class Store(Protocol):
 
     def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None: ...
 
+    def record_status(self, caller: str, ledger_sk: str, status: str, state: str) -> None: ...
+
     def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
 
     def find(self, caller: str, key_hash: str) -> Record | None: ...
@@ -191,6 +193,13 @@ class DynamoStore:
                                 {":unknown": UNKNOWN}),
         ])
 
+    def record_status(self, caller: str, ledger_sk: str, status: str, state: str) -> None:
+        """The panel's latest status of a placed order, as the ledger's last known one."""
+        update = self._ledger_update(caller, ledger_sk, "SET #state = :state, #status = :status",
+                                     {":state": state, ":status": status})["Update"]
+        update["ConditionExpression"] = "attribute_exists(order_id)"  # only placed orders move
+        self._call("update_item", **update)
+
     def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
                 expires_at: float) -> None:
         """Operator's decision on an unknown outcome: record the real order, or free the key."""
@@ -292,7 +301,7 @@ class DynamoStore:
         try:
             return getattr(self._client, operation)(**params)
         except Exception as exc:
-            raise errors.StorageUnavailable("DynamoDB could not be read.") from exc
+            raise errors.StorageUnavailable("DynamoDB did not answer.") from exc
 
     def _item(self, plain: dict[str, Any]) -> dict[str, Any]:
         return {k: self._to(v) for k, v in plain.items() if v is not None}

@@ -153,3 +153,44 @@ def test_operator_releases_an_unknown_key_so_it_can_be_retried(client: Api, gate
 
     assert retried.status_code == 201 and len(panel.orders) == 1
     assert client.get("/orders?state=unknown").json_body["orders"] == []
+
+
+def test_the_ledger_follows_each_orders_status_and_filters_on_it(client: Api, panel: Any, resources: Any) -> None:
+    # given two orders, one of which the panel then completes
+    first = place(client, order("https://x.com/first"), key="first").json_body["id"]
+    panel.advance(40)
+    second = place(client, order("https://x.com/second"), key="second").json_body["id"]
+
+    # when a polling trigger lists them
+    listed = {e["id"]: e for e in client.get("/orders").json_body["orders"]}
+    completed = client.get("/orders?state=completed").json_body["orders"]
+
+    # then each shows the panel's status, and the filter follows it
+    assert (listed[first]["status"], listed[first]["state"]) == ("Completed", "completed")
+    assert (listed[second]["status"], listed[second]["state"]) == ("Pending", "pending")
+    assert [e["id"] for e in completed] == [first]
+    stored = [i for i in resources.client("dynamodb").scan(TableName="smm-gateway-dev")["Items"]
+              if i["pk"]["S"].startswith("LEDGER#") and i.get("order_id", {}).get("N") == str(first)]
+    assert stored[0]["state"]["S"] == "completed"  # written back: the last known status
+
+
+def test_final_orders_are_not_asked_again(client: Api, panel: Any) -> None:
+    place(client, order())
+    panel.advance(40)
+    client.get("/orders")  # learns "Completed"
+    asked = len([c for c in panel.calls if c[0] == "status"])
+
+    client.get("/orders")
+
+    assert len([c for c in panel.calls if c[0] == "status"]) == asked
+
+
+def test_the_ledger_stays_readable_when_the_panel_is_down(client: Api, panel: Any) -> None:
+    created = place(client, order()).json_body
+    panel.inject("status", "html_502", times=5)
+
+    listed = client.get("/orders")
+
+    assert listed.status_code == 200
+    assert listed.json_body["orders"][0]["id"] == created["id"]
+    assert listed.json_body["orders"][0]["state"] == "pending"
