@@ -51,9 +51,6 @@ class Schemas:
     """Validators for the spec's component schemas and query parameters, compiled once each."""
 
     def __init__(self, spec: dict[str, Any]) -> None:
-        from jsonschema import Draft4Validator  # lazy: keeps the cold start small
-
-        self._validator_class = Draft4Validator
         self._components = {"components": json_schema(copy.deepcopy(spec.get("components", {})))}
         self._queries = _query_parameters(spec)
         self._validators: dict[str, Any] = {}
@@ -105,8 +102,12 @@ class Schemas:
     def _validator(self, key: str, schema: dict[str, Any]) -> Any:
         validator = self._validators.get(key)
         if validator is None:
+            # jsonschema is imported on the first validation, not at start: a request
+            # with no body and no query string (most reads) never needs it.
+            from jsonschema import Draft4Validator
+
             with self._lock:
-                validator = self._validator_class({"allOf": [json_schema(schema)], **self._components})
+                validator = Draft4Validator({"allOf": [json_schema(schema)], **self._components})
                 self._validators[key] = validator
         return validator
 
