@@ -219,9 +219,10 @@ def balance() -> dict[str, Any]:
 
 
 @route("/services")
-def list_services() -> dict[str, Any]:
+def list_services() -> Response:
     filters = query(refill=lambda v: http.parse_flag(v, "refill"), cancel=lambda v: http.parse_flag(v, "cancel"))
-    return {"services": catalogue().snapshot().select(**filters)}
+    text = catalogue().snapshot().answer(**filters)
+    return Response(body=text, headers={"Content-Type": "application/json"})
 
 
 @route("/services/{service_id}")

@@ -8,6 +8,7 @@ same cached copy, so a request never pays for the catalogue twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -24,6 +25,7 @@ TYPES = (
     "Invites from Groups", "Subscriptions", "Web Traffic",
 )
 _CANONICAL_TYPES = {name.lower(): name for name in TYPES}
+MAX_CACHED_ANSWERS = 128  # distinct filter combinations kept per snapshot
 
 
 class Service(TypedDict):
@@ -73,6 +75,20 @@ class Snapshot:
             self._by_type.setdefault(s["type"].lower(), []).append(s)
             self._by_category.setdefault(s["category"].lower(), []).append(s)
         self._names = {s["id"]: s["name"].lower() for s in self.services}
+        self._answers: dict[tuple[Any, ...], str] = {}
+
+    def answer(self, **filters: Any) -> str:
+        """`{"services": [...]}` for these filters as JSON text, serialised once per
+        snapshot: a no-code tool polling the whole catalogue asks the same thing again
+        and again, and serialising thousands of services costs ~10 ms each time."""
+        key = tuple(sorted(filters.items()))
+        text = self._answers.get(key)
+        if text is None:
+            if len(self._answers) >= MAX_CACHED_ANSWERS:
+                self._answers.clear()
+            text = json.dumps({"services": self.select(**filters)}, separators=(",", ":"))
+            self._answers[key] = text
+        return text
 
     def select(self, *, type: str | None = None, category: str | None = None, q: str | None = None,
                refill: bool | None = None, cancel: bool | None = None) -> list[Service]:

@@ -259,3 +259,26 @@ def test_concurrent_first_reads_fetch_the_catalogue_once(catalogue: Catalogue, p
         reader.join()
     assert results == [300] * 8
     assert services_calls(panel) == 1
+
+
+def test_an_answer_is_serialised_once_per_snapshot_and_matches_the_selection(
+        catalogue: Catalogue, clock: ManualClock) -> None:
+    snapshot = catalogue.snapshot()
+
+    first = snapshot.answer(type="Default", refill=True)
+    again = snapshot.answer(refill=True, type="Default")
+    other = snapshot.answer(type="Poll")
+
+    assert first is again  # same filters in any order: the same text, not serialised again
+    assert json.loads(first) == {"services": snapshot.select(type="Default", refill=True)}
+    assert json.loads(other) == {"services": snapshot.select(type="Poll")}
+
+
+def test_cached_answers_stay_bounded(catalogue: Catalogue) -> None:
+    from chalicelib.catalogue import MAX_CACHED_ANSWERS
+
+    snapshot = catalogue.snapshot()
+    for n in range(MAX_CACHED_ANSWERS + 5):
+        snapshot.answer(q=f"needle {n}")
+
+    assert len(snapshot._answers) <= MAX_CACHED_ANSWERS
