@@ -56,9 +56,9 @@ def gateway(resources: EmbeddedAws) -> Iterator[Any]:
     """The Chalice app with fresh per-container caches."""
     import app as gateway_app
 
-    _reset(gateway_app)
+    fresh_containers(gateway_app)
     yield gateway_app
-    _reset(gateway_app)
+    fresh_containers(gateway_app)
 
 
 @pytest.fixture
@@ -98,11 +98,17 @@ def log_lines() -> Iterator[LogLines]:
     root.removeHandler(handler)
 
 
-def _reset(module: Any) -> None:
-    # boto_client stays: its clients point at the session's one moto server, and
-    # building them is most of a test's setup time.
-    for getter in ("secret", "panel", "catalogue", "orders", "store", "desk"):
-        getattr(module, getter).cache_clear()
+KEPT_ACROSS_TESTS = frozenset({"boto_client", "schemas"})
+
+
+def fresh_containers(gateway_app: Any) -> None:
+    """Drop what a Lambda container caches, but keep its boto3 clients (they point at
+    the session's one moto server, and building them is most of a test's setup time)
+    and the compiled spec (it depends on nothing a test changes)."""
+    for name in dir(gateway_app):
+        getter = getattr(gateway_app, name)
+        if name not in KEPT_ACROSS_TESTS and callable(getattr(getter, "cache_clear", None)):
+            getter.cache_clear()
 
 
 class Api:

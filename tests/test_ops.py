@@ -21,7 +21,7 @@ from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_table
 from ops import cli
 from ops.secret_doc import OpsError, SecretDocument
 from sandbox import DEFAULT_KEY, SandboxPanel
-from tests.conftest import Api
+from tests.conftest import Api, fresh_containers
 
 ROOT = Path(__file__).resolve().parent.parent
 ORDER = {"service": 1, "link": "https://www.instagram.com/p/ops/", "quantity": 100}
@@ -33,29 +33,11 @@ def ops(*argv: str, stdin: str = "") -> tuple[int, str, str]:
     return code, out.getvalue(), err.getvalue()
 
 
-_CLIENTS: dict[tuple[str, str], Any] = {}
-
-
-def client_of(aws: EmbeddedAws, service: str) -> Any:
-    """One boto3 client per service for the whole run: building one parses botocore's models (~0.2 s)."""
-    if (aws.endpoint, service) not in _CLIENTS:
-        _CLIENTS[aws.endpoint, service] = aws.client(service)
-    return _CLIENTS[aws.endpoint, service]
-
-
-def fresh_containers(gateway_app: Any) -> None:
-    """Drop what a Lambda container caches, but keep its boto3 clients (they hold only the endpoint)."""
-    for name in dir(gateway_app):
-        getter = getattr(gateway_app, name)
-        if name != "boto_client" and callable(getattr(getter, "cache_clear", None)):
-            getter.cache_clear()
-
-
 @pytest.fixture
 def deployed(aws: EmbeddedAws, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     aws.reset()
-    create_table(client_of(aws, "dynamodb"))
-    client_of(aws, "secretsmanager").create_secret(Name=SECRET_ID)  # as CloudFormation creates it: no value
+    create_table(aws.client("dynamodb"))
+    aws.client("secretsmanager").create_secret(Name=SECRET_ID)  # as CloudFormation creates it: no value
     monkeypatch.setenv("SECRET_MAX_AGE_SECONDS", "0")
     import app as gateway_app
 
@@ -87,7 +69,7 @@ def new_caller(name: str = "zapier", *extra: str) -> str:
 
 
 def stored(aws: EmbeddedAws) -> dict[str, Any]:
-    return json.loads(client_of(aws, "secretsmanager").get_secret_value(SecretId=SECRET_ID)["SecretString"])
+    return json.loads(aws.client("secretsmanager").get_secret_value(SecretId=SECRET_ID)["SecretString"])
 
 
 # -- secret ------------------------------------------------------------------------
@@ -163,7 +145,7 @@ def test_the_first_set_needs_both_url_and_key(deployed: Any, panel: SandboxPanel
 
 
 def test_a_write_racing_another_operator_changes_nothing(configured: SandboxPanel, aws: EmbeddedAws) -> None:
-    doc = SecretDocument(client_of(aws, "secretsmanager"), SECRET_ID)
+    doc = SecretDocument(aws.client("secretsmanager"), SECRET_ID)
 
     def meanwhile(data: dict[str, Any]) -> None:  # another operator writes between our read and write
         new_caller("other-operator")
