@@ -2,7 +2,7 @@
 
 A real catalogue is thousands of services and megabytes of JSON, and it changes
 seldom, so each container parses it once into normalised records with indexes by
-id, type and category, and refreshes it after a TTL. Order validation reads the
+id and type, and refreshes it after a TTL. Order validation reads the
 same cached copy, so a request never pays for the catalogue twice.
 """
 
@@ -70,10 +70,8 @@ class Snapshot:
         self.services = list(services)
         self.by_id = {s["id"]: s for s in self.services}
         self._by_type: dict[str, list[Service]] = {}
-        self._by_category: dict[str, list[Service]] = {}
         for s in self.services:
             self._by_type.setdefault(s["type"].lower(), []).append(s)
-            self._by_category.setdefault(s["category"].lower(), []).append(s)
         self._names = {s["id"]: s["name"].lower() for s in self.services}
         self._answers: dict[tuple[Any, ...], str] = {}
 

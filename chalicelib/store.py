@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Protocol
@@ -64,7 +64,6 @@ class Record:
     ledger_sk: str
     answer: dict[str, Any] | None = None
     expires_at: float | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class Store(Protocol):
@@ -322,7 +321,6 @@ class DynamoStore:
             ledger_sk=item.get("ledger_sk", ""),
             answer=json.loads(item["answer"]) if item.get("answer") else None,
             expires_at=float(item["expires_at"]) if "expires_at" in item else None,
-            extra={k: item[k] for k in ("order_id", "created_at", "caller") if k in item},
         )
 
 
