@@ -138,7 +138,10 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     _caller.set(None)
     spent = timing.start_request()
     started = time.perf_counter()
-    response = http.framework_error(get_response(event), request_id)
+    try:
+        response = http.framework_error(get_response(event), request_id)
+    except Exception:  # outside any view (a view's own are caught in `route`)
+        response = crashed()
     response.headers["X-Request-Id"] = request_id
     logs.access(request_id=request_id, method=event.method, route=event.context.get("resourcePath"),
                 status=response.status_code, latency_ms=round((time.perf_counter() - started) * 1000, 2),
@@ -161,6 +164,8 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             except errors.GatewayError as err:
                 code, body, headers = http.error_answer(err, _request_id.get())
                 return Response(body=body, status_code=code, headers=headers)
+            except Exception:  # Chalice would answer it, but log it only to the silenced app.log
+                return crashed()
             if isinstance(result, Response):
                 return result
             return Response(body=result, status_code=status)
@@ -168,6 +173,18 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
         return app.route(path, methods=list(methods), content_types=content_types or list(BODY_TYPES))(handle)
 
     return register
+
+
+def crashed() -> Response:
+    """The exception being handled, a bug: one error line with its traceback, and a 500."""
+    request = _request.get(None)
+    presented = (request.headers.get("x-api-key") or "").strip() if request is not None else ""
+    logs.crash(request_id=_request_id.get(), method=getattr(request, "method", None),
+               route=(getattr(request, "context", None) or {}).get("resourcePath"), caller=_caller.get(),
+               redact=[presented] if len(presented) >= 8 else [])
+    error = errors.InternalError("An internal error occurred; it has been logged.")
+    code, body, headers = http.error_answer(error, _request_id.get())
+    return Response(body=body, status_code=code, headers=headers)
 
 
 # Bodyless POSTs (refill, cancel) also come from webhook steps that send a form type.

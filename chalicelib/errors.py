@@ -150,3 +150,10 @@ class ConfigurationUnavailable(GatewayError):
 
     status = 503
     code = "configuration_unavailable"
+
+
+class InternalError(GatewayError):
+    """An exception nothing expected (a bug): answered 500, logged once with its traceback."""
+
+    status = 500
+    code = "internal_error"

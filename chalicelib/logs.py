@@ -1,8 +1,10 @@
 """One JSON line per log record, so CloudWatch Insights can query every field.
 
 The access line per request carries route, status, latency, upstream latency and
-the caller's name. Nothing logs request bodies or the secret; the redaction below
-is a second line of defence should a panel key ever reach a message.
+the caller's name; an unexpected exception gets one error line with its traceback.
+Nothing logs request headers, bodies or the secret; the redaction below is a second
+line of defence should a panel key (or the caller key of a crashed request) ever
+reach a message or a traceback.
 """
 
 from __future__ import annotations
@@ -11,10 +13,12 @@ import json
 import logging
 import sys
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 ACCESS = logging.getLogger("chalicelib.access")
+CRASH = logging.getLogger("chalicelib.crash")
 _EXTRA = "fields"
+_REDACT = "redact"
 
 
 class JsonFormatter(logging.Formatter):
@@ -33,7 +37,7 @@ class JsonFormatter(logging.Formatter):
         if record.exc_info:
             line["exception"] = self.formatException(record.exc_info)
         text = json.dumps(line, default=str)
-        for secret in self._secrets():
+        for secret in [*self._secrets(), *getattr(record, _REDACT, ())]:
             if secret:
                 text = text.replace(secret, "[redacted]")
         return text
@@ -54,6 +58,13 @@ def configure(secrets: Callable[[], list[str]] = list, stream: Any = None) -> No
 
 def access(**fields: Any) -> None:
     ACCESS.info("request", extra={_EXTRA: fields})
+
+
+def crash(*, redact: Iterable[str] = (), **fields: Any) -> None:
+    """One error line for the exception being handled, with its traceback (call in `except`).
+
+    `redact`: texts of this request (its caller key) to blank out of the line."""
+    CRASH.error("unexpected exception", exc_info=True, extra={_EXTRA: fields, _REDACT: list(redact)})
 
 
 def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:

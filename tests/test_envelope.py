@@ -201,3 +201,73 @@ def test_a_panel_that_echoes_the_key_in_an_error_does_not_leak_it(
     assert answer.status_code == 502
     assert DISTINCTIVE_KEY not in answer.body.decode()
     assert DISTINCTIVE_KEY not in log_lines.text
+
+
+# -- an unexpected exception: one error line, one answer in the one shape ----------------------
+
+
+@pytest.fixture
+def bare_client(gateway: Any) -> Iterator[Any]:
+    """The chalice test client without `client`'s contract check: a 500 is a bug, not an
+    answer openapi.yaml documents."""
+    from chalice.test import Client
+
+    with Client(gateway.app) as test_client:
+        yield test_client
+
+
+def crash_lines(log_lines: Any) -> list[dict[str, Any]]:
+    return [line for line in log_lines if line["level"] == "error"]
+
+
+def test_an_exception_in_a_view_is_logged_once_with_its_traceback_and_answered_500(
+        bare_client: Any, panel: SandboxPanel, log_lines: Any, gateway_stream: io.StringIO,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a bug: a helper of the route fails in a way nothing expects, its message
+    # holding the caller key
+    from chalicelib import http
+
+    def broken(text: str, what: str = "id") -> int:
+        raise ZeroDivisionError(f"parse_id broke on {text} while {CALLER_KEY} was presented")
+
+    monkeypatch.setattr(http, "parse_id", broken)
+
+    # when
+    answer = bare_client.http.get("/orders/42", headers={"x-api-key": CALLER_KEY, "authorization": DEFAULT_KEY})
+
+    # then one error line, with the traceback, the request id and the route, and no key
+    request_id = answer.headers["X-Request-Id"]
+    body = json.loads(answer.body)
+    assert answer.status_code == 500
+    assert body == {"error": {"code": "internal_error", "message": body["error"]["message"], "upstream": None},
+                    "request_id": request_id}
+    [crash] = crash_lines(log_lines)
+    assert (crash["request_id"], crash["route"], crash["method"]) == (request_id, "/orders/{order_id}", "GET")
+    assert "Traceback" in crash["exception"] and "ZeroDivisionError: parse_id broke on 42" in crash["exception"]
+    assert [(line["status"], line["request_id"]) for line in access_lines(log_lines)] == [(500, request_id)]
+    # the gateway's own stream writes the same two lines
+    assert [json.loads(text)["level"] for text in gateway_stream.getvalue().splitlines()] == ["error", "info"]
+    for text in (log_lines.text, gateway_stream.getvalue(), answer.body.decode()):
+        assert CALLER_KEY not in text and DEFAULT_KEY not in text
+
+
+def test_an_exception_outside_any_view_is_logged_once_and_answered_500(
+        bare_client: Any, panel: SandboxPanel, log_lines: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given the envelope's own step failing after the view answered
+    from chalicelib import http
+
+    def broken(response: Any, request_id: str) -> Any:
+        raise RuntimeError("framework_error broke")
+
+    monkeypatch.setattr(http, "framework_error", broken)
+
+    answer = bare_client.http.get("/health")
+
+    request_id = answer.headers["X-Request-Id"]
+    assert answer.status_code == 500
+    assert json.loads(answer.body)["error"]["code"] == "internal_error"
+    assert json.loads(answer.body)["request_id"] == request_id
+    [crash] = crash_lines(log_lines)
+    assert (crash["request_id"], crash["route"]) == (request_id, "/health")
+    assert "RuntimeError: framework_error broke" in crash["exception"]
+    assert [line["status"] for line in access_lines(log_lines)] == [500]
