@@ -26,6 +26,12 @@ _PREFIX = re.compile(r"^(/[A-Za-z0-9._~-]+)*$")
 def base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
     """`scheme://host/prefix` of this request, or just `/prefix` if the host is unusable.
 
+    Deployed, the host is API Gateway's `requestContext.domainName` (the name the
+    client reached, a custom domain included) and the scheme https: `Host` and
+    `X-Forwarded-*` are whatever the client sent, and a document naming another host
+    would send the tools that import it, caller keys and all, there. `chalice local`
+    sets no domainName or stage; there the Host header is the only name there is.
+
     API Gateway puts the stage (or a custom domain's base path) before the route in
     `requestContext.path` but not in `resourcePath`:  path /api/openapi.json,
     resourcePath /openapi.json → prefix /api. `chalice local` has no prefix.
@@ -34,12 +40,12 @@ def base_url(headers: Mapping[str, str], context: Mapping[str, Any]) -> str:
     prefix = path[:-len(route)] if route and path.endswith(route) else ""
     if not _PREFIX.match(prefix):
         prefix = ""
-    host = headers.get("host") or ""
+    if context.get("domainName") or context.get("stage"):
+        host, scheme = str(context.get("domainName") or ""), "https"
+    else:
+        host, scheme = headers.get("host") or "", "http"
     if not _HOST.match(host):
         return prefix or "/"
-    scheme = (headers.get("x-forwarded-proto") or "").split(",")[0].strip().lower()
-    if scheme not in ("http", "https"):
-        scheme = "https" if context.get("stage") or context.get("domainName") else "http"
     return f"{scheme}://{host}{prefix}"
 
 

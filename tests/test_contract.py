@@ -172,6 +172,34 @@ def test_behind_api_gateway_the_servers_url_carries_the_stage_prefix(
         assert "host" not in swagger and swagger["basePath"] == url
 
 
+def test_behind_api_gateway_the_servers_url_ignores_the_host_and_forwarded_headers_a_client_sent(
+        gateway: Any) -> None:
+    from chalice.local import LambdaContext
+
+    # given a client that reached the API's own domain, but says it came through another
+    domain = "abc123.execute-api.eu-west-1.amazonaws.com"
+    hostile = {"Host": "evil.example", "X-Forwarded-Host": "evil.example", "X-Forwarded-Proto": "http",
+               "Accept": "*/*"}
+    answers = {}
+    for name in ("openapi.json", "openapi.yaml", "swagger.json"):
+        event = api_gateway_event(f"/{name}", f"/api/{name}", domain)
+        event.update(headers=hostile, multiValueHeaders={k: [v] for k, v in hostile.items()})
+        answers[name] = gateway.app(event, LambdaContext("smm-gateway", 256))["body"]
+
+    # then every document names the domain API Gateway says was reached, over https
+    url = f"https://{domain}/api"
+    assert json.loads(answers["openapi.json"])["servers"] == [{"url": url}]
+    assert yaml.safe_load(answers["openapi.yaml"])["servers"] == [{"url": url}]
+    swagger = json.loads(answers["swagger.json"])
+    assert (swagger["host"], swagger["basePath"], swagger["schemes"]) == (domain, "/api", ["https"])
+
+
+def test_locally_the_servers_url_is_the_host_asked(client: Api) -> None:
+    # `chalice local` has no API Gateway context: the Host header is the only name there is
+    answer = client.get("/openapi.json", key=None, headers={"host": "localhost:9000"})
+    assert json.loads(answer.body)["servers"] == [{"url": "http://localhost:9000"}]
+
+
 # -- requests validated by the spec's own schemas ---------------------------------------------
 
 
