@@ -69,6 +69,27 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class MethodNotAllowed(GatewayError):
+    """No route serves this method (Chalice answers a known route's; the local server the rest)."""
+
+    status = 405
+    code = "method_not_allowed"
+
+
+class UriTooLong(GatewayError):
+    """The request line is longer than the server reads."""
+
+    status = 414
+    code = "uri_too_long"
+
+
+class HeadersTooLarge(GatewayError):
+    """A header line is longer, or the headers more, than the server reads."""
+
+    status = 431
+    code = "headers_too_large"
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is over the gateway's limit."""
 

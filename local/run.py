@@ -7,12 +7,19 @@ without autoreload), so Ctrl-C leaves nothing behind.
 from __future__ import annotations
 
 import errno
+import json
 import logging
 import os
 import socket
 import sys
+from http import HTTPStatus
 from pathlib import Path
+from typing import Any
 
+from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalGatewayException, RouteMatcher
+from chalice.local import ThreadedHTTPServer
+
+from chalicelib import errors, http
 from chalicelib.callers import record_for
 from local.aws import SECRET_ID, TABLE, EmbeddedAws, apply_environ, create_table, write_secret
 
@@ -62,12 +69,7 @@ def serve(port: int) -> int:
     """`chalice local` (threaded, no autoreload) in this thread until Ctrl-C."""
     from chalice.cli.factory import CLIFactory
     from chalice.deploy.validate import validate_routes
-    from chalice.local import LocalDevServer, ThreadedHTTPServer
-
-    class Server(ThreadedHTTPServer):
-        # socketserver listens with a backlog of 5: a burst of 16 requests (one
-        # no-code run fanning out) then has connections reset by the kernel.
-        request_queue_size = socket.SOMAXCONN
+    from chalice.local import LocalDevServer
 
     os.chdir(ROOT)
     # `chalice local` writes .chalice/config.json's environment_variables over
@@ -81,7 +83,8 @@ def serve(port: int) -> int:
         os.environ.setdefault(name, value)
     validate_routes(config.chalice_app.routes)  # as `chalice local`: only what would deploy
     try:
-        server = LocalDevServer(config.chalice_app, config, "127.0.0.1", port, server_cls=Server)
+        server = LocalDevServer(config.chalice_app, config, "127.0.0.1", port, handler_cls=Handler,
+                                server_cls=Server)
     except OSError as exc:
         if exc.errno != errno.EADDRINUSE:
             raise
@@ -92,6 +95,93 @@ def serve(port: int) -> int:
     finally:
         server.server.server_close()
     return 0
+
+
+class Server(ThreadedHTTPServer):
+    # socketserver listens with a backlog of 5: a burst of 16 requests (one
+    # no-code run fanning out) then has connections reset by the kernel.
+    request_queue_size = socket.SOMAXCONN
+
+
+class Handler(ChaliceRequestHandler):
+    """`chalice local`'s handler, with what it answers by itself in the one error shape.
+
+    Deployed, API Gateway answers these (infra/resources.json gives an unknown route
+    our 404); here http.server would send an HTML page (unknown method, oversized
+    request line or headers, malformed request line) and chalice local API Gateway's
+    bare 403 for an unknown route.
+    """
+
+    # http.server's refusals (send_error); 501 is its answer to a method it has no do_ for.
+    REFUSALS: dict[int, errors.GatewayError] = {
+        HTTPStatus.BAD_REQUEST: errors.ValidationError("The request line is malformed."),
+        HTTPStatus.HTTP_VERSION_NOT_SUPPORTED: errors.ValidationError("Only HTTP/1.0 and HTTP/1.1 are served."),
+        HTTPStatus.NOT_IMPLEMENTED: errors.MethodNotAllowed("This method is not served."),
+        HTTPStatus.REQUEST_URI_TOO_LONG: errors.UriTooLong("The request line is over 65536 bytes."),
+        HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: errors.HeadersTooLarge(
+            "A header line is over 65536 bytes, or there are over 100 headers."),
+    }
+
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
+        self._routes = app_object.routes  # before the base class, which serves the request
+        super().__init__(request, client_address, server, app_object=app_object, config=config)
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        error = self.REFUSALS.get(code) or errors.ValidationError("The request cannot be read.")
+        # A request line it could not read leaves HTTP/0.9, which has no status line or headers.
+        self.request_version = self.protocol_version
+        headers = {"Allow": self._allowed()} if isinstance(error, errors.MethodNotAllowed) else {}
+        self._answer(error, {**headers, "Connection": "close"})
+        self._drain()
+
+    def _send_error_response(self, error: LocalGatewayException) -> None:
+        if not isinstance(error, ForbiddenError):  # the only one without authorizers: no such route
+            super()._send_error_response(error)
+            return
+        self._answer(errors.NotFound("No such route."), {})
+
+    def _answer(self, error: errors.GatewayError, extra: dict[str, str]) -> None:
+        request_id = os.urandom(16).hex()
+        status, body, headers = http.error_answer(error, request_id)
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        for name, value in {**headers, **extra, "Content-Type": "application/json",
+                            "Content-Length": str(len(data)), "X-Request-Id": request_id}.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _allowed(self) -> str:
+        try:
+            route = RouteMatcher(list(self._routes)).match_route(self.path).route
+        except (ValueError, AttributeError):  # no such route, or no path was read
+            return ""
+        return ", ".join(self._routes[route])
+
+    def _drain(self) -> None:
+        """Read what the client still sends (at most 1 MiB or 2 s) before the connection closes.
+
+        Closing a socket with unread input resets the connection, and a client still
+        sending its oversized request would then lose the answer."""
+        self.wfile.flush()
+        self.connection.settimeout(2)
+        left = 1 << 20
+        try:
+            while left > 0 and (chunk := self.rfile.read1(65536)):
+                left -= len(chunk)
+        except OSError:
+            pass
+
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        # http.server logs the whole request line, query string and all, where a caller
+        # may have put a key (?api_key=): log the method, the path and the version only.
+        words = self.requestline.split()
+        words[1:2] = [words[1].split("?", 1)[0]] if len(words) > 1 else []
+        self.log_message('"%s" %s %s', " ".join(words[:3]) or "-", code, size)
+
+    def log_error(self, format: str, *args: Any) -> None:
+        pass  # send_error's reason would repeat the request line; log_request has logged the answer
 
 
 def port_is_free(port: int) -> bool:

@@ -7,6 +7,7 @@ talks to it over loopback HTTP with `requests`, then interrupts it.
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
@@ -181,6 +182,16 @@ def port_is_closed(port: int) -> bool:
     return port_is_free(port)
 
 
+def raw_request(run: LocalRun, data: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends bytes as they are (odd methods, oversized lines); the answer's status, headers, body."""
+    with socket.create_connection(("127.0.0.1", run.port), timeout=HTTP_TIMEOUT) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        answer = http.client.HTTPResponse(sock)
+        answer.begin()
+        return answer.status, {k.lower(): v for k, v in answer.getheaders()}, answer.read()
+
+
 def banner_upstream(output: str) -> str:
     return next(line.split(":", 1)[1].strip() for line in output.splitlines()
                 if line.strip().startswith("upstream:"))
@@ -320,3 +331,56 @@ def test_refuses_a_busy_port_with_one_clear_line(local_run: Callable[..., LocalR
     assert f"port {run.port} on 127.0.0.1 is in use" in run.errors()
     assert "Traceback" not in run.errors()
     assert run.output() == ""
+
+
+def test_answers_what_the_local_server_refuses_itself_in_the_one_error_shape_and_logs_no_query(
+        local_run: Callable[..., LocalRun]) -> None:
+    run = local_run()
+    run.wait_ready()
+    secret = "sgw_sent_in_a_query_string_0123456789"
+
+    def refused(status: int, headers: dict[str, str], body: bytes) -> tuple[int, str]:
+        document = json.loads(body)
+        assert headers["content-type"] == "application/json", headers
+        assert set(document) == {"error", "request_id"} and set(document["error"]) == {"code", "message", "upstream"}
+        assert document["request_id"] == headers["x-request-id"] and document["request_id"]
+        assert secret not in body.decode()
+        return status, document["error"]["code"]
+
+    # an unknown route: not_found, as API Gateway is set up to answer deployed
+    for path in ("/nope", f"/orders/1/nope?api_key={secret}", "/"):
+        answer = run.get(path)
+        assert refused(answer.status_code, dict(answer.headers.lower_items()), answer.content) == (
+            404, "not_found"), path
+    assert requests.delete(run.base + "/nope", timeout=HTTP_TIMEOUT).status_code == 404
+
+    # a method nothing serves, known or not to http.server
+    for method in ("TRACE", "CONNECT", "FOO"):
+        target = "127.0.0.1:443" if method == "CONNECT" else f"/balance?api_key={secret}"
+        status, headers, body = raw_request(run, f"{method} {target} HTTP/1.1\r\nHost: x\r\n\r\n".encode())
+        assert refused(status, headers, body) == (405, "method_not_allowed"), method
+    assert raw_request(run, b"FOO /balance HTTP/1.1\r\nHost: x\r\n\r\n")[1]["allow"] == "GET"
+
+    # a request line, a header line or a header count over http.server's limits
+    long_uri = f"GET /balance?api_key={secret}&pad={'a' * 70_000} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
+    assert refused(*raw_request(run, long_uri)) == (414, "uri_too_long")
+    long_header = f"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 70_000}\r\n\r\n".encode()
+    assert refused(*raw_request(run, long_header)) == (431, "headers_too_large")
+    many = "".join(f"X-Pad-{n}: {n}\r\n" for n in range(101))
+    assert refused(*raw_request(run, f"GET /health HTTP/1.1\r\n{many}\r\n".encode())) == (
+        431, "headers_too_large")
+    # a malformed request line: validation_error, its text not echoed
+    bad_line = f"GET /balance?api_key={secret} HTTP/1.1 extra\r\n\r\n".encode()
+    assert refused(*raw_request(run, bad_line)) == (400, "validation_error")
+    # and still serving
+    assert run.get(f"/health?api_key={secret}", key=None).status_code == 400
+    assert run.get("/health", key=None).status_code == 200
+
+    assert run.interrupt() == 0
+    # the access lines keep method, path and status, never a query string
+    log = run.output() + run.errors()
+    assert secret not in log
+    assert '"GET /orders/1/nope HTTP/1.1" 404' in log
+    assert '"FOO /balance HTTP/1.1" 405' in log
+    assert '"GET /health HTTP/1.1" 400' in log and '"GET /health HTTP/1.1" 200' in log
+    assert "Traceback" not in log

@@ -86,6 +86,7 @@ CODES_BY_STATUS = {
     "405": {"method_not_allowed"},
     "409": {"idempotency_in_progress", "outcome_unknown"},
     "413": {"payload_too_large"},
+    "414": {"uri_too_long"},
     "415": {"unsupported_media_type"},
     "422": {
         "quantity_out_of_range",
@@ -98,6 +99,8 @@ CODES_BY_STATUS = {
         "idempotency_key_reused",
         "spending_limit_exceeded",
     },
+    "431": {"headers_too_large"},
+    "500": {"internal_error"},
     "502": {"upstream_bad_response", "upstream_auth_failed", "outcome_unknown"},
     "503": {"upstream_unavailable", "storage_unavailable", "configuration_unavailable"},
     "504": {"upstream_timeout", "outcome_unknown"},
