@@ -176,12 +176,12 @@ class Handler(ChaliceRequestHandler):
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         # http.server logs the whole request line, query string and all, where a caller
         # may have put a key (?api_key=): log the method, the path and the version only.
+        # (Its send_error, which logged the request line again as the reason, is replaced.)
         words = self.requestline.split()
-        words[1:2] = [words[1].split("?", 1)[0]] if len(words) > 1 else []
-        self.log_message('"%s" %s %s', " ".join(words[:3]) or "-", code, size)
-
-    def log_error(self, format: str, *args: Any) -> None:
-        pass  # send_error's reason would repeat the request line; log_request has logged the answer
+        shown = words[:1] + [word.split("?", 1)[0] for word in words[1:2]]
+        if len(words) == 3 and words[2].startswith("HTTP/"):
+            shown.append(words[2])
+        self.log_message('"%s" %s %s', " ".join(shown) or "-", code, size)
 
 
 def port_is_free(port: int) -> bool:
