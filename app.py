@@ -18,7 +18,10 @@ from chalice import Chalice, Response
 from chalicelib import errors, http, logs, timing
 
 app = Chalice(app_name="smm-gateway")
-app.log.disabled = True  # our own JSON lines replace Chalice's plain-text log
+# Chalice logs to app.log only the exceptions it catches itself (and answers 500 for).
+# A view's are caught in `route` first; what is left, such as an answer Chalice
+# refuses, gets the same crash line instead of Chalice's plain text.
+app.log.handlers[:] = [logs.Relay(lambda: log_crash())]
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
@@ -164,7 +167,7 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             except errors.GatewayError as err:
                 code, body, headers = http.error_answer(err, _request_id.get())
                 return Response(body=body, status_code=code, headers=headers)
-            except Exception:  # Chalice would answer it, but log it only to the silenced app.log
+            except Exception:  # a bug: answered here, in the one shape, with the request's id
                 return crashed()
             if isinstance(result, Response):
                 return result
@@ -177,14 +180,18 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
 
 def crashed() -> Response:
     """The exception being handled, a bug: one error line with its traceback, and a 500."""
+    log_crash()
+    error = errors.InternalError("An internal error occurred; it has been logged.")
+    code, body, headers = http.error_answer(error, _request_id.get())
+    return Response(body=body, status_code=code, headers=headers)
+
+
+def log_crash() -> None:
     request = _request.get(None)
     presented = (request.headers.get("x-api-key") or "").strip() if request is not None else ""
     logs.crash(request_id=_request_id.get(), method=getattr(request, "method", None),
                route=(getattr(request, "context", None) or {}).get("resourcePath"), caller=_caller.get(),
                redact=[presented] if len(presented) >= 8 else [])
-    error = errors.InternalError("An internal error occurred; it has been logged.")
-    code, body, headers = http.error_answer(error, _request_id.get())
-    return Response(body=body, status_code=code, headers=headers)
 
 
 # Bodyless POSTs (refill, cancel) also come from webhook steps that send a form type.

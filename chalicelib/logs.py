@@ -67,5 +67,16 @@ def crash(*, redact: Iterable[str] = (), **fields: Any) -> None:
     CRASH.error("unexpected exception", exc_info=True, extra={_EXTRA: fields, _REDACT: list(redact)})
 
 
+class Relay(logging.Handler):
+    """Hands each record of another library's logger to `call` (inside its `except`)."""
+
+    def __init__(self, call: Callable[[], None]) -> None:
+        super().__init__()
+        self._call = call
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self._call()
+
+
 def event(logger: logging.Logger, message: str, level: int = logging.INFO, **fields: Any) -> None:
     logger.log(level, message, extra={_EXTRA: fields})

@@ -271,3 +271,28 @@ def test_an_exception_outside_any_view_is_logged_once_and_answered_500(
     assert (crash["request_id"], crash["route"]) == (request_id, "/health")
     assert "RuntimeError: framework_error broke" in crash["exception"]
     assert [line["status"] for line in access_lines(log_lines)] == [500]
+
+
+def test_an_answer_chalice_refuses_is_logged_once_and_answered_500(
+        bare_client: Any, panel: SandboxPanel, log_lines: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a bug that puts a newline into a header: Chalice itself refuses that answer
+    from chalicelib import http
+
+    error_answer = http.error_answer
+
+    def broken(err: Any, request_id: str) -> Any:
+        status, body, headers = error_answer(err, request_id)
+        return status, body, {**headers, "X-Broken": "a\nb"}
+
+    monkeypatch.setattr(http, "error_answer", broken)
+
+    answer = bare_client.http.get("/orders/abc", headers={"x-api-key": CALLER_KEY})
+
+    request_id = answer.headers["X-Request-Id"]
+    assert answer.status_code == 500
+    assert json.loads(answer.body)["error"]["code"] == "internal_error"
+    assert json.loads(answer.body)["request_id"] == request_id
+    [crash] = crash_lines(log_lines)
+    assert (crash["request_id"], crash["route"], crash["method"]) == (request_id, "/orders/{order_id}", "GET")
+    assert "Bad value for header 'X-Broken'" in crash["exception"]
+    assert [line["status"] for line in access_lines(log_lines)] == [500]
