@@ -9,6 +9,10 @@ afterwards record exactly what is known. Nothing is sent again automatically.
        │          │           └─ timeout / garbage ──► unknown  (409 until resolved)
        │          └─ key held ► replay 201 · 409 in progress · 409 unknown · 422 reused
        └─ 400 / 422, nothing written
+
+A replay needs only the stored answer: a request that the catalogue, the panel or
+today's caps would refuse first looks its key up, and a key already used with this
+body answers as it did (201 replay, 409). The happy path reads nothing extra.
 """
 
 from __future__ import annotations
@@ -66,11 +70,16 @@ class OrderDesk:
     def place(self, caller: str, key_header: str | None, body: Any, *, form: bool = False) -> Answer:
         key = self._key(key_header)
         request = self.validated(body, form=form)
-        prepared = order_rules.prepare(request, self._service(request["service"]))
-        attempt = self._attempt(caller, key, request, prepared)
+        try:
+            prepared = order_rules.prepare(request, self._service(request["service"]))
+            attempt = self._attempt(caller, key, request, prepared)
+        except errors.GatewayError as refusal:
+            # Only here does the store get read first: a key that was already used
+            # answers as it did, whatever the catalogue, the panel or the caps say now.
+            return self._earlier(caller, key, request, refusal)
         held = self._store.claim(attempt, self._clock())
         if held is not None:
-            return self._held(attempt, held)
+            return self._held(attempt.caller, attempt.key_hash, attempt.fingerprint, held)
         order_id = self._send(attempt, prepared.params)
         answer = Answer(201, {
             "id": order_id, "service": request["service"], "link": request.get("link"),
@@ -177,18 +186,30 @@ class OrderDesk:
         if daily is not None and charge > daily:
             raise errors.Refused(f"The estimated charge {charge} is over the daily limit {daily}.",
                                  code="spending_limit_exceeded")
-        canonical = json.dumps(request, sort_keys=True, separators=(",", ":"))
         return Attempt(
             caller=caller, key=key, key_hash=_sha256(key), owner=self._token(),
-            fingerprint=_sha256("POST /orders\n" + canonical), created_at=now,
+            fingerprint=_fingerprint(request), created_at=now,
             lease_until=now + self._policy.lease_seconds, request=request,
             estimated_charge=format(charge, "f"), quantity=prepared.quantity,
             spend_day=_day(now) if daily is not None else None,
             spend_room=daily - charge if daily is not None else None,
         )
 
-    def _held(self, attempt: Attempt, held: Record) -> Answer:
-        if held.fingerprint != attempt.fingerprint:
+    def _earlier(self, caller: str, key: str, request: dict[str, Any], refusal: errors.GatewayError) -> Answer:
+        """The answer for a key this request already used, else `refusal`."""
+        key_hash = _sha256(key)
+        try:
+            held = self._store.find(caller, key_hash)
+        except errors.GatewayError:
+            held = None  # the refusal is still the answer for a new order
+        now = self._clock()
+        expired = held is not None and held.state == COMPLETED and (held.expires_at or now) < now
+        if held is None or expired or held.fingerprint != _fingerprint(request):
+            raise refusal
+        return self._held(caller, key_hash, held.fingerprint, held)
+
+    def _held(self, caller: str, key_hash: str, fingerprint: str, held: Record) -> Answer:
+        if held.fingerprint != fingerprint:
             raise errors.Refused("This Idempotency-Key was used with a different request body.",
                                  code="idempotency_key_reused")
         if held.state == COMPLETED and held.answer is not None:
@@ -201,7 +222,7 @@ class OrderDesk:
                                              headers={"Retry-After": str(wait)})
         if held.state != UNKNOWN:  # the lease ran out without completion: a crash mid-order
             try:
-                self._store.mark_unknown(attempt.caller, attempt.key_hash, held.owner, held.ledger_sk)
+                self._store.mark_unknown(caller, key_hash, held.owner, held.ledger_sk)
             except errors.GatewayError:
                 pass  # the ledger shows an expired lease as unknown anyway
         raise errors.OutcomeUnknown(
@@ -266,6 +287,10 @@ def _ledger_entry(item: dict[str, Any], now: float) -> dict[str, Any]:
 
 def _stored(answer: Answer) -> dict[str, Any]:
     return {"status": answer.status, "body": answer.body, "headers": answer.headers}
+
+
+def _fingerprint(request: dict[str, Any]) -> str:
+    return _sha256("POST /orders\n" + json.dumps(request, sort_keys=True, separators=(",", ":")))
 
 
 def _sha256(text: str) -> str:

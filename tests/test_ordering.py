@@ -120,6 +120,107 @@ def test_keys_are_scoped_to_the_caller(rig: Rig, panel: Any) -> None:
     assert panel.add_calls == 2
 
 
+# -- replay needs only the stored answer -----------------------------------------------
+
+
+def another_container(resources: Any, panel_url: str, **policy: Any) -> Rig:
+    """A fresh desk (cold catalogue, its own settings) on the same table."""
+    return make_rig(resources, panel_url, **policy)
+
+
+def test_replays_a_completed_key_while_the_panel_is_down_in_a_cold_container(rig: Rig, resources: Any,
+                                                                            panel: Any) -> None:
+    placed = rig.place(default_order())
+    cold = another_container(resources, f"http://127.0.0.1:{free_port()}/api/v2")  # nothing listens
+
+    replayed = cold.place(default_order())
+
+    assert replayed.status == 201 and replayed.body == placed.body
+    assert replayed.headers["Idempotent-Replayed"] == "true"
+    assert panel.add_calls == 1
+
+
+def test_an_unknown_key_stays_unknown_while_the_panel_is_down(rig: Rig, resources: Any, panel: Any) -> None:
+    panel.inject("add", "html_200", after_commit=True)
+    outcome(lambda: rig.place(default_order()))
+    cold = another_container(resources, f"http://127.0.0.1:{free_port()}/api/v2")
+
+    retry = outcome(lambda: cold.place(default_order()))
+
+    assert (retry.code, retry.status) == ("outcome_unknown", 409)
+
+
+def test_replays_a_completed_key_after_the_caps_were_lowered(rig: Rig, resources: Any, panel: Any) -> None:
+    placed = rig.place(default_order())
+    charge = Decimal(placed.body["estimated_charge"])
+    lowered = another_container(resources, panel.url, max_order_charge=charge / 2,
+                                daily_spend_limit=charge / 2)
+
+    replayed = lowered.place(default_order())
+    fresh = outcome(lambda: lowered.place(default_order("https://x.com/new"), key="key-2"))
+
+    assert replayed.body == placed.body and replayed.headers["Idempotent-Replayed"] == "true"
+    assert fresh.code == "spending_limit_exceeded"  # a new order still meets today's caps
+    assert panel.add_calls == 1
+
+
+def test_replays_a_completed_key_after_its_service_left_the_catalogue(rig: Rig, resources: Any,
+                                                                      panel: Any) -> None:
+    # given an order for a service that a smaller catalogue does not hold
+    from sandbox import SandboxPanel
+    from sandbox.catalogue import FIXED_COUNT
+
+    body = {"service": FIXED_COUNT + 1, "link": "https://x.com/gone", "quantity": 100}
+    placed = rig.place(body)
+    with SandboxPanel(clock=None, services=FIXED_COUNT) as smaller:
+        later = another_container(resources, smaller.url)
+
+        # when its key is retried against that catalogue, and a new key is tried
+        replayed = later.place(body)
+        refused = outcome(lambda: later.place({**body, "link": "https://x.com/other"}, key="key-new"))
+
+    assert replayed.body == placed.body and replayed.headers["Idempotent-Replayed"] == "true"
+    assert refused.code == "unknown_service"
+    assert panel.add_calls == 1
+
+
+def test_a_reused_key_with_another_body_gets_the_original_refusal_when_the_catalogue_refuses(
+        rig: Rig, resources: Any, panel: Any) -> None:
+    rig.place(default_order())
+    cold = another_container(resources, f"http://127.0.0.1:{free_port()}/api/v2")
+
+    refused = outcome(lambda: cold.place(default_order(quantity=200)))
+
+    assert refused.code == "upstream_unavailable"
+    assert panel.add_calls == 1
+
+
+class DynamoRequests:
+    """Counts the DynamoDB requests a client sends (botocore's own event hook)."""
+
+    def __init__(self, client: Any) -> None:
+        self.count = 0
+        client.meta.events.register("before-send.dynamodb", self._sent)
+
+    def _sent(self, **_: Any) -> None:
+        self.count += 1
+
+    def during(self, call: Any) -> int:
+        before = self.count
+        call()
+        return self.count - before
+
+
+def test_a_new_order_costs_two_dynamodb_requests_and_a_replay_one(resources: Any, panel: Any) -> None:
+    rig = make_rig(resources, panel.url, daily_spend_limit=Decimal("1000"))
+    sent = DynamoRequests(rig.dynamodb)
+
+    new = sent.during(lambda: rig.place(default_order()))
+    replay = sent.during(lambda: rig.place(default_order()))
+
+    assert (new, replay) == (2, 1)
+
+
 # -- races --------------------------------------------------------------------------
 
 
