@@ -149,7 +149,16 @@ class OrderDesk:
         answer = None
         if order_id is not None:
             answer = _stored(Answer(201, {"id": order_id, "idempotency_key": key, "resolved": True}, {}))
-        self._store.resolve(caller, key_hash, order_id, answer, self._clock() + self._policy.retention_seconds)
+        now = self._clock()
+        self._store.resolve(caller, key_hash, order_id, answer, now + self._policy.retention_seconds, now)
+
+    def unknown(self, caller: str) -> list[dict[str, Any]]:
+        """Operator: the caller's orders whose outcome is unknown, newest first.
+
+        A claim whose lease ran out counts, as in the ledger: its request crashed mid-order."""
+        now = self._clock()
+        entries = [_ledger_entry(item, now) for item in self._store.unsettled(caller)]
+        return [entry for entry in entries if entry["state"] == UNKNOWN]
 
     # -- steps ----------------------------------------------------------------------
 

@@ -6,6 +6,11 @@ Three kinds of item share the table (pk, sk):
     LEDGER#<caller>             / <time>#<id>  one per order attempt; never expires
     SPEND#<caller>              / <YYYY-MM-DD> the day's reserved spending (only with a cap)
 
+A ledger entry carries `unsettled` (its caller) from the claim until its outcome is
+settled (completed, released or resolved), so the sparse index UNSETTLED_INDEX
+(unsettled, sk) lists what an operator may have to resolve without reading the
+rest of a caller's ledger.
+
 Every write is conditional and carries the attempt's owner token. An attempt moves
 
     claim ──► in_flight ──► completed (answer stored, replayed, expires after retention)
@@ -29,6 +34,10 @@ from typing import Any, Protocol
 from chalicelib import errors
 
 IN_FLIGHT, COMPLETED, UNKNOWN = "in_flight", "completed", "unknown"
+UNSETTLED_INDEX = "unsettled"
+# What an operator may resolve: an unknown outcome, or a claim whose lease ran out
+# (its request crashed mid-order). A running lease may still complete on its own.
+_SETTLEABLE = "#owner = :owner AND (#state = :unknown OR (#state = :in_flight AND lease_until < :now))"
 
 
 @dataclass(frozen=True)
@@ -64,6 +73,8 @@ class Record:
     ledger_sk: str
     answer: dict[str, Any] | None = None
     expires_at: float | None = None
+    spend_day: str | None = None  # the day whose spending this claim reserved, if a cap applied
+    estimated_charge: str | None = None
 
 
 class Store(Protocol):
@@ -84,8 +95,14 @@ class Store(Protocol):
 
     def find(self, caller: str, key_hash: str) -> Record | None: ...
 
+    def unsettled(self, caller: str) -> list[dict[str, Any]]:
+        """The caller's ledger entries not yet settled (submitting or unknown), newest first."""
+
     def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
-                expires_at: float) -> None: ...
+                expires_at: float, now: float) -> None:
+        """Record the real order, or with None free the key (and its spending).
+
+        Refused with `IdempotencyConflict` unless the outcome is unknown or the lease ran out."""
 
 
 class DynamoStore:
@@ -124,7 +141,7 @@ class DynamoStore:
                     "idempotency_key": attempt.key, "key_hash": attempt.key_hash,
                     "request": json.dumps(attempt.request, sort_keys=True),
                     "estimated_charge": attempt.estimated_charge, "created_at": iso(attempt.created_at),
-                    "quantity": attempt.quantity,
+                    "quantity": attempt.quantity, "unsettled": attempt.caller,
                 }),
                 "ConditionExpression": "attribute_not_exists(pk)",
             }},
@@ -174,15 +191,7 @@ class DynamoStore:
             {"Delete": {"TableName": self._table,
                         "Key": self._item(_ledger_key(attempt.caller, attempt.ledger_sk))}},
         ]
-        if attempt.spend_day is not None:
-            items.append({"Update": {
-                "TableName": self._table,
-                "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
-                "UpdateExpression": "ADD #total :refund",
-                "ExpressionAttributeNames": {"#total": "total"},
-                "ExpressionAttributeValues": self._values({":refund": -Decimal(attempt.estimated_charge)}),
-            }})
-        self._transact(items)
+        self._transact(items + self._refund(attempt.caller, attempt.spend_day, attempt.estimated_charge))
 
     def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None:
         self._transact([
@@ -200,24 +209,37 @@ class DynamoStore:
         self._call("update_item", **update)
 
     def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
-                expires_at: float) -> None:
-        """Operator's decision on an unknown outcome: record the real order, or free the key."""
+                expires_at: float, now: float) -> None:
+        """Operator's decision on an unknown outcome: record the real order, or free the key.
+
+        The write itself checks that the outcome is still unsettled, so a request whose
+        lease is running (it may yet complete) or a late completion is never overridden."""
         record = self.find(caller, key_hash)
         if record is None:
             raise errors.NotFound("No idempotency record for this caller and key.")
-        if record.state == COMPLETED:
-            raise errors.IdempotencyConflict("This key already completed; nothing to resolve.")
+        settleable = {":owner": record.owner, ":unknown": UNKNOWN, ":in_flight": IN_FLIGHT, ":now": _num(now)}
         if order_id is None:
-            self._transact([
+            items = [
                 {"Delete": {"TableName": self._table, "Key": self._item(_idem_key(caller, key_hash)),
-                            "ConditionExpression": "#owner = :owner",
-                            "ExpressionAttributeNames": {"#owner": "owner"},
-                            "ExpressionAttributeValues": self._values({":owner": record.owner})}},
+                            "ConditionExpression": _SETTLEABLE,
+                            "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
+                            "ExpressionAttributeValues": self._values(settleable)}},
                 {"Delete": {"TableName": self._table, "Key": self._item(_ledger_key(caller, record.ledger_sk))}},
-            ])
-            return
-        self._transact(self._completion(caller, key_hash, record.owner, record.ledger_sk,
-                                        order_id, answer or {}, expires_at))
+                *self._refund(caller, record.spend_day, record.estimated_charge),
+            ]
+        else:
+            items = self._completion(caller, key_hash, record.owner, record.ledger_sk, order_id,
+                                     answer or {}, expires_at)
+            update = items[0]["Update"]
+            update["ConditionExpression"] = _SETTLEABLE
+            update["ExpressionAttributeValues"] |= self._values(settleable)
+        try:
+            self._transact(items)
+        except _Cancelled:
+            raise errors.IdempotencyConflict(
+                "Only a key whose outcome is unknown (or whose lease has run out) can be resolved; this "
+                f"one is {record.state if record.state != IN_FLIGHT else 'still in flight'} now. "
+                "Nothing was changed.") from None
 
     # -- reads ---------------------------------------------------------------------
 
@@ -226,6 +248,23 @@ class DynamoStore:
                            ConsistentRead=True)
         item = found.get("Item")
         return self._record(self._plain(item)) if item else None
+
+    def unsettled(self, caller: str) -> list[dict[str, Any]]:
+        """Reads only the sparse index: a caller's settled orders cost nothing here."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "IndexName": UNSETTLED_INDEX,
+            "KeyConditionExpression": "unsettled = :caller",
+            "ExpressionAttributeValues": self._values({":caller": caller}),
+            "ScanIndexForward": False,
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **params)
+            found += [self._plain(item) for item in page.get("Items", [])]
+            if not page.get("LastEvaluatedKey"):
+                return found
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the caller's ledger, newest first."""
@@ -254,9 +293,21 @@ class DynamoStore:
                                {":completed": COMPLETED, ":answer": json.dumps(answer),
                                 ":order": order_id, ":expires": _num(expires_at)}),
             self._ledger_update(caller, ledger_sk, "SET #state = :pending, order_id = :order, "
-                                "#status = :status REMOVE lease_until",
+                                "#status = :status REMOVE lease_until, unsettled",
                                 {":pending": "pending", ":order": order_id, ":status": "Pending"}),
         ]
+
+    def _refund(self, caller: str, spend_day: str | None, charge: str | None) -> list[dict[str, Any]]:
+        """Give back a claim's reservation of the day's spending (none without a cap)."""
+        if spend_day is None or charge is None:
+            return []
+        return [{"Update": {
+            "TableName": self._table,
+            "Key": self._item({"pk": f"SPEND#{caller}", "sk": spend_day}),
+            "UpdateExpression": "ADD #total :refund",
+            "ExpressionAttributeNames": {"#total": "total"},
+            "ExpressionAttributeValues": self._values({":refund": -Decimal(charge)}),
+        }}]
 
     def _owned_update(self, caller: str, key_hash: str, owner: str, expression: str,
                       values: dict[str, Any], only_in_flight: bool = False) -> dict[str, Any]:
@@ -321,6 +372,8 @@ class DynamoStore:
             ledger_sk=item.get("ledger_sk", ""),
             answer=json.loads(item["answer"]) if item.get("answer") else None,
             expires_at=float(item["expires_at"]) if "expires_at" in item else None,
+            spend_day=item.get("spend_day"),
+            estimated_charge=item.get("estimated_charge"),
         )
 
 

@@ -97,12 +97,22 @@ class EmbeddedAws:
 
 
 def create_table(dynamodb: Any, table: str = TABLE) -> None:
-    """The table as infra/resources.json creates it: (pk, sk), on demand, TTL on expires_at."""
+    """The table as infra/resources.json creates it: (pk, sk), on demand, TTL on expires_at,
+    and the sparse index of unsettled orders (chalicelib/store.py)."""
+    from chalicelib.store import UNSETTLED_INDEX
+
     dynamodb.create_table(
         TableName=table,
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
-                              {"AttributeName": "sk", "AttributeType": "S"}],
+                              {"AttributeName": "sk", "AttributeType": "S"},
+                              {"AttributeName": "unsettled", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
+        GlobalSecondaryIndexes=[{
+            "IndexName": UNSETTLED_INDEX,
+            "KeySchema": [{"AttributeName": "unsettled", "KeyType": "HASH"},
+                          {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }],
         BillingMode="PAY_PER_REQUEST",
     )
     dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={

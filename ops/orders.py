@@ -16,28 +16,20 @@ from typing import Any, Iterable
 
 from ops.secret_doc import OpsError
 
-PAGE = 100
-
 
 def unknown(desk: Any, callers: Iterable[str]) -> list[dict[str, Any]]:
-    """Every ledger entry in state `unknown`, for each caller, newest first."""
-    found: list[dict[str, Any]] = []
-    for caller in callers:
-        cursor = None
-        while True:
-            page = desk.ledger(caller, limit=PAGE, cursor=cursor, state="unknown")
-            found += [{"caller": caller, **entry} for entry in page["orders"]]
-            cursor = page["next_cursor"]
-            if cursor is None:
-                break
-    return found
+    """Every ledger entry in state `unknown`, for each caller, newest first.
+
+    Read from the table's index of unsettled orders, not the callers' whole ledgers."""
+    return [{"caller": caller, **entry} for caller in callers for entry in desk.unknown(caller)]
 
 
 def resolve(desk: Any, caller: str, key: str, order_id: int | None) -> dict[str, Any]:
     """Record `order_id` as what the key placed, or with None release the key.
 
     Only a key the ledger shows as unknown is touched: a key still in flight (its
-    lease running) may yet complete on its own, and a typo should not free a key."""
+    lease running) may yet complete on its own, and a typo should not free a key.
+    The store's write checks the same again, so a completion in between wins."""
     entry = next((e for e in unknown(desk, [caller]) if e["idempotency_key"] == key), None)
     if entry is None:
         raise OpsError(f"caller {caller!r} has no unknown order under Idempotency-Key {key!r} "

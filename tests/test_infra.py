@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 
 from infra.package import STAGES, PackageError, lint, package
+from chalicelib.store import UNSETTLED_INDEX
 from local.aws import SECRET_ID, TABLE, create_table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,6 +145,8 @@ def test_the_table_is_the_one_the_store_expects(templates: dict[str, dict[str, A
         props = table["Properties"]
         assert props["KeySchema"] == created["KeySchema"]
         assert props["AttributeDefinitions"] == created["AttributeDefinitions"]
+        assert props["GlobalSecondaryIndexes"] == created["GlobalSecondaryIndexes"]
+        assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [UNSETTLED_INDEX]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["TimeToLiveSpecification"] == ttl == {"Enabled": True, "AttributeName": "expires_at"}
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -255,6 +258,22 @@ def test_the_committed_policies_name_only_their_own_stages_resources(
             arns = created_arns(template, other)
             for sid, arn in arns.items():
                 assert fnmatch.fnmatchcase(arn, committed[sid]["Resource"]) == (other == stage), (stage, sid, arn)
+
+
+def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dict[str, dict[str, Any]]) -> None:
+    # `ops orders unknown` reads the index; the function never does, so its role has no grant on it.
+    text = (ROOT / "docs/deploy.md").read_text()
+    block = re.search(r"### Permissions for operators\s+```json\n(.*?)```", text, re.S)
+    assert block is not None
+    policy = json.loads(block[1])
+    (index,) = [st for st in policy["Statement"] if st["Resource"].endswith("/index/" + UNSETTLED_INDEX)]
+    table = substitute(templates["prod"]["Resources"]["GatewayTable"]["Properties"]["TableName"], "prod")
+
+    assert index["Action"] == ["dynamodb:Query"]
+    assert index["Resource"] == f"arn:aws:dynamodb:*:*:table/{table}/index/{UNSETTLED_INDEX}"
+    for template in templates.values():
+        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
+        assert granted["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
 
 
 # -- Lambda settings ---------------------------------------------------------------------

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -238,6 +239,53 @@ def test_resolve_touches_only_keys_the_ledger_shows_as_unknown(configured: Sandb
     assert code == 1 and "no unknown order" in err
     assert api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-3"}).headers.get(
         "Idempotent-Replayed") == "true"
+
+
+def test_releasing_an_unknown_order_gives_back_its_daily_spend(configured: SandboxPanel, http: Any,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a daily cap with room for one order
+    api = Api(http, key=new_caller())
+    rate = Decimal(json.loads(api.get("/services/1").body)["rate"])
+    monkeypatch.setenv("DAILY_SPEND_LIMIT", str(rate * ORDER["quantity"] / 1000 * Decimal("1.5")))
+    configured.inject("add", "html_200")  # nothing placed, the outcome unknown: the day's room is taken
+    lost = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-4"})
+    other = {**ORDER, "link": "https://www.instagram.com/p/ops-other/"}
+    capped = api.post("/orders", json_body=other, headers={"Idempotency-Key": "zap-5"})
+
+    # when the operator releases the unknown key
+    code, _, err = ops("orders", "resolve", "--caller", "zapier", "--key", "zap-4", "--release")
+    placed = api.post("/orders", json_body=other, headers={"Idempotency-Key": "zap-6"})
+
+    # then its reservation is given back, so the day's cap has room again
+    assert lost.status_code == 502
+    assert json.loads(capped.body)["error"]["code"] == "spending_limit_exceeded"
+    assert code == 0, err
+    assert placed.status_code == 201
+
+
+def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configured: SandboxPanel, http: Any,
+                                                                       deployed: Any) -> None:
+    # given a caller with many settled orders and one unknown
+    api = Api(http, key=new_caller())
+    for n in range(12):
+        body = {**ORDER, "link": f"https://www.instagram.com/p/ops-{n}/"}
+        assert api.post("/orders", json_body=body, headers={"Idempotency-Key": f"k-{n}"}).status_code == 201
+    configured.inject("add", "html_200", after_commit=True)
+    api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-lost"})
+    read: list[dict[str, Any]] = []
+
+    def count(parsed: dict[str, Any], **_: Any) -> None:
+        read.append(parsed)
+
+    dynamodb = deployed.boto_client("dynamodb")
+    dynamodb.meta.events.register("after-call.dynamodb.Query", count)
+    try:
+        code, out, _ = ops("--json", "orders", "unknown")
+    finally:
+        dynamodb.meta.events.unregister("after-call.dynamodb.Query", count)
+
+    assert code == 0 and [e["idempotency_key"] for e in json.loads(out)] == ["zap-lost"]
+    assert sum(page["ScannedCount"] for page in read) == 1
 
 
 # -- the module as operators run it ------------------------------------------------------

@@ -129,3 +129,70 @@ def test_a_claim_retried_after_it_was_applied_is_still_ours(store: Store) -> Non
     # when the same attempt claims again, then it holds the key (and nobody else does)
     assert store.claim(mine, NOW + 1) is None
     assert store.claim(attempt("o2"), NOW + 2).owner == "o1"
+
+
+# -- the operator's side -----------------------------------------------------------------
+
+
+def test_unsettled_lists_only_claims_whose_outcome_is_not_settled(store: Store) -> None:
+    done, lost, flying, freed = (attempt(o, key=o, at=NOW + n) for n, o in enumerate(["done", "lost", "fly", "freed"]))
+    for each in (done, lost, flying, freed):
+        store.claim(each, each.created_at)
+    store.complete(done, 23501, {"status": 201, "body": {}, "headers": {}}, NOW + 100)
+    store.mark_unknown("alice", lost.key_hash, lost.owner, lost.ledger_sk)
+    store.release(freed)
+
+    listed = store.unsettled("alice")
+
+    assert [(i["idempotency_key"], i["state"]) for i in listed] == [("fly", "submitting"), ("lost", UNKNOWN)]
+    assert store.unsettled("bob") == []
+
+
+def test_resolving_a_record_whose_lease_is_running_is_refused_by_the_write(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+
+    with pytest.raises(errors.IdempotencyConflict, match="still in flight"):
+        store.resolve("alice", first.key_hash, None, None, NOW + 100, now=first.lease_until - 1)
+
+    assert store.find("alice", first.key_hash).state == IN_FLIGHT
+    store.resolve("alice", first.key_hash, None, None, NOW + 100, now=first.lease_until + 1)
+    assert store.find("alice", first.key_hash) is None and store.unsettled("alice") == []
+
+
+def test_a_completed_record_cannot_be_resolved(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.complete(first, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}}, NOW + 100)
+
+    with pytest.raises(errors.IdempotencyConflict):
+        store.resolve("alice", first.key_hash, 999, {"status": 201, "body": {}, "headers": {}}, NOW + 100,
+                      now=NOW + 10**6)
+
+    assert store.find("alice", first.key_hash).answer["body"] == {"id": 23501}
+
+
+def test_resolving_with_the_order_id_settles_the_record_and_its_ledger_entry(store: Store) -> None:
+    first = attempt()
+    store.claim(first, NOW)
+    store.mark_unknown("alice", first.key_hash, first.owner, first.ledger_sk)
+
+    store.resolve("alice", first.key_hash, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}},
+                  NOW + 100, now=NOW + 1)
+
+    assert store.find("alice", first.key_hash).state == COMPLETED
+    assert store.unsettled("alice") == [] and store.ledger("alice", 10, None)[0][0]["order_id"] == 23501
+
+
+def test_resolving_by_release_gives_back_the_daily_spending(store: Store) -> None:
+    def spend(owner: str) -> Attempt:
+        return attempt(owner, key=owner, spend_day="2027-01-15", spend_room=Decimal("2") - Decimal("0.9"))
+
+    store.claim(spend("a"), NOW)
+    lost = spend("b")
+    store.claim(lost, NOW)
+    store.mark_unknown("alice", lost.key_hash, lost.owner, lost.ledger_sk)
+
+    store.resolve("alice", lost.key_hash, None, None, NOW + 100, now=NOW + 1)
+
+    assert store.claim(spend("c"), NOW) is None
