@@ -79,10 +79,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: Tex
     args = parser().parse_args(argv)
     stdin, out, err = stdin or sys.stdin, out or sys.stdout, err or sys.stderr
     if args.stage:
-        # app.desk() reads the table name from the environment, as the function does.
-        os.environ["GATEWAY_SECRET_ID"], os.environ["GATEWAY_TABLE"] = target(args.stage)
-    secret_id = os.environ.get("GATEWAY_SECRET_ID") or DEFAULT_SECRET_ID
-    table = os.environ.get("GATEWAY_TABLE") or DEFAULT_TABLE
+        secret_id, table = target(args.stage)
+    else:
+        secret_id = os.environ.get("GATEWAY_SECRET_ID") or DEFAULT_SECRET_ID
+        table = os.environ.get("GATEWAY_TABLE") or DEFAULT_TABLE
     from botocore.exceptions import BotoCoreError, ClientError
 
     from chalicelib.errors import GatewayError
@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: Tex
         where = f"secret {secret_id}, table {table}, region {doc.region}"
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         print(f"[{where}{', endpoint ' + endpoint if endpoint else ''}]", file=err)
-        result = run(args, doc, stdin, err)
+        result = run(args, doc, table, stdin, err)
     except (OpsError, GatewayError) as exc:
         print(f"error: {exc}", file=err)
         return 1
@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: Tex
     return 0
 
 
-def run(args: argparse.Namespace, doc: SecretDocument, stdin: TextIO, err: TextIO) -> Any:
+def run(args: argparse.Namespace, doc: SecretDocument, table: str, stdin: TextIO, err: TextIO) -> Any:
     command = f"{args.group} {args.command}"
     if command == "secret set":
         key = _read_key(stdin, err) if args.api_key_stdin else None
@@ -123,9 +123,9 @@ def run(args: argparse.Namespace, doc: SecretDocument, stdin: TextIO, err: TextI
         return gone
     if command == "orders unknown":
         names = [args.caller] if args.caller else callers_in(doc)
-        return orders.unknown(_desk(), names)
+        return orders.unknown(_desk(table), names)
     if command == "orders resolve":
-        entry = orders.resolve(_desk(), args.caller, args.key, None if args.release else args.order_id)
+        entry = orders.resolve(_desk(table), args.caller, args.key, None if args.release else args.order_id)
         verdict = "released: the caller's next retry places the order" if args.release else \
             f"recorded: the key now replays order {args.order_id}"
         return {**entry, "resolution": verdict}
@@ -164,10 +164,17 @@ def _client(service: str) -> Any:
     return _CLIENTS[where]
 
 
-def _desk() -> Any:
-    import app
+def _desk(table: str) -> Any:
+    """The order desk on `table`, for its operator methods: only its store is used.
 
-    return app.desk()
+    Built here, not by importing the function's `app`: ops needs no Chalice, no panel
+    and none of the function's settings but the retention of a resolved answer."""
+    from chalicelib.ordering import OrderDesk, Policy
+    from chalicelib.store import DynamoStore
+
+    days = float(os.environ.get("IDEMPOTENCY_RETENTION_DAYS") or "7")  # as app.desk() reads it
+    return OrderDesk(panel=None, catalogue=None, store=DynamoStore(_client("dynamodb"), table), schemas=None,
+                     policy=Policy(retention_seconds=days * 86400))
 
 
 def _read_key(stdin: TextIO, err: TextIO) -> str:

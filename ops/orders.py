@@ -6,8 +6,8 @@ Idempotency-Key, so nothing is sent twice. An operator looks the order up on the
 panel (by link and time) and then either records its id, so the key replays it,
 or releases the key, so the caller's next retry places the order.
 
-The desk is the one the function builds (`app.desk()`), so the same table and the
-same retention apply; only its store is used, the panel is not called.
+The desk is built by ops/cli.py on the stage's table with the function's retention;
+only its store is used, the panel is not called.
 """
 
 from __future__ import annotations

@@ -263,8 +263,8 @@ def test_releasing_an_unknown_order_gives_back_its_daily_spend(configured: Sandb
     assert placed.status_code == 201
 
 
-def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configured: SandboxPanel, http: Any,
-                                                                       deployed: Any) -> None:
+def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configured: SandboxPanel,
+                                                                       http: Any) -> None:
     # given a caller with many settled orders and one unknown
     api = Api(http, key=new_caller())
     for n in range(12):
@@ -277,7 +277,7 @@ def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configure
     def count(parsed: dict[str, Any], **_: Any) -> None:
         read.append(parsed)
 
-    dynamodb = deployed.boto_client("dynamodb")
+    dynamodb = cli._client("dynamodb")  # the operator's own, not the function's
     dynamodb.meta.events.register("after-call.dynamodb.Query", count)
     try:
         code, out, _ = ops("--json", "orders", "unknown")
