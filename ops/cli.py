@@ -94,10 +94,10 @@ def main(argv: list[str] | None = None, *, stdin: TextIO | None = None, out: Tex
         print(f"[{where}{', endpoint ' + endpoint if endpoint else ''}]", file=err)
         result = run(args, doc, table, stdin, err)
     except (OpsError, GatewayError) as exc:
-        print(f"error: {exc}", file=err)
+        say(f"error: {exc}", err)
         return 1
     except (BotoCoreError, ClientError) as exc:
-        print(f"error: AWS: {exc}", file=err)
+        say(f"error: AWS: {exc}", err)
         return 1
     show(result, args.json, out)
     return 0
@@ -143,14 +143,23 @@ def callers_in(doc: SecretDocument) -> list[str]:
 
 def show(result: Any, as_json: bool, out: TextIO) -> None:
     if as_json or isinstance(result, dict):
-        print(json.dumps(result, indent=1, default=str), file=out)
+        say(json.dumps(result, indent=1, default=str), out)
     elif isinstance(result, list):
         for row in result:
-            print("  ".join(f"{k}={v}" for k, v in row.items()), file=out)
+            say("  ".join(f"{k}={v}" for k, v in row.items()), out)
         if not result:
-            print("(none)", file=out)
+            say("(none)", out)
     else:
-        print(result, file=out)
+        say(str(result), out)
+
+
+def say(text: str, stream: TextIO) -> None:
+    """Print `text`, escaping what the stream cannot encode.
+
+    Stored text can hold anything, e.g. a lone surrogate from a request written
+    before the gateway refused them; the operator must still see the entry."""
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
 
 
 def _client(service: str) -> Any:

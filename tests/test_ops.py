@@ -288,6 +288,35 @@ def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configure
     assert sum(page["ScannedCount"] for page in read) == 1
 
 
+def strict_utf8() -> io.TextIOWrapper:
+    """A stream like a terminal's stdout: text that UTF-8 cannot encode is an error."""
+    return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["plain", "json"])
+def test_unknown_prints_stored_text_that_utf8_cannot_encode(configured: SandboxPanel, aws: EmbeddedAws,
+                                                            as_json: bool) -> None:
+    # given a ledger entry written before the gateway refused lone surrogates (the store
+    # keeps the request as JSON, so the link's escape comes back as a lone surrogate)
+    new_caller()
+    link = "https://x.com/\ud800"
+    aws.client("dynamodb").put_item(TableName=TABLE, Item={
+        "pk": {"S": "LEDGER#zapier"}, "sk": {"S": "2026-11-29T10:00:00.000Z#o1"}, "state": {"S": "unknown"},
+        "idempotency_key": {"S": "zap-8"}, "unsettled": {"S": "zapier"},
+        "request": {"S": json.dumps({"service": 1, "link": link, "quantity": 100})},
+        "estimated_charge": {"S": "0.09"}, "created_at": {"S": "2026-11-29T10:00:00.000Z"}})
+    out = strict_utf8()
+
+    # when
+    code = cli.main([*(["--json"] if as_json else []), "orders", "unknown"], out=out, err=io.StringIO())
+
+    # then the operator sees the entry, the unencodable characters escaped
+    out.flush()
+    printed = out.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
+    assert code == 0
+    assert "https://x.com/\\ud800" in printed and "zap-8" in printed
+
+
 # -- the module as operators run it ------------------------------------------------------
 
 
