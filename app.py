@@ -118,7 +118,14 @@ def desk() -> Any:
         max_order_charge=amount("MAX_ORDER_CHARGE"),
         daily_spend_limit=amount("DAILY_SPEND_LIMIT"),
     )
-    return OrderDesk(panel(), catalogue(), store(), schemas(), policy)
+    return OrderDesk(panel(), catalogue(), store(), schemas(), policy, currency=currency())
+
+
+@functools.cache
+def currency() -> Any:
+    from chalicelib.currency import AccountCurrency
+
+    return AccountCurrency(panel().balance)
 
 
 def _loaded_panel_key() -> list[str]:

@@ -58,8 +58,10 @@ class Answer:
 class OrderDesk:
     def __init__(self, panel: Any, catalogue: Any, store: Store, schemas: Any, policy: Policy, *,
                  clock: Callable[[], float] = time.time,
-                 token: Callable[[], str] = lambda: uuid.uuid4().hex) -> None:
+                 token: Callable[[], str] = lambda: uuid.uuid4().hex,
+                 currency: Callable[[], str | None] = lambda: None) -> None:
         self._panel = panel
+        self._currency = currency  # the account's, cached (chalicelib/currency.py); None if unknown
         self._catalogue = catalogue
         self._store = store
         self._schemas = schemas
@@ -84,7 +86,7 @@ class OrderDesk:
         answer = Answer(201, {
             "id": order_id, "service": request["service"], "link": request.get("link"),
             "quantity": prepared.quantity, "estimated_charge": attempt.estimated_charge,
-            "currency": None, "created_at": iso(attempt.created_at), "idempotency_key": key,
+            "currency": self._currency(), "created_at": iso(attempt.created_at), "idempotency_key": key,
         }, {})
         try:
             self._store.complete(attempt, order_id, _stored(answer), self._clock() + self._policy.retention_seconds)

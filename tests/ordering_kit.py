@@ -12,6 +12,7 @@ import requests
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.catalogue import Catalogue
+from chalicelib.currency import AccountCurrency
 from chalicelib.ordering import OrderDesk, Policy
 from chalicelib.schemas import Schemas, load_spec
 from chalicelib.store import DynamoStore
@@ -76,7 +77,7 @@ def make_rig(aws: Any, panel_url: str, *, timeout: float = 0.5, **policy: Any) -
     dynamodb = aws.new_client("dynamodb")  # its own: faults are hooked into it
     settings = Policy(**{"lease_seconds": 60.0, **policy})
     desk = OrderDesk(client, Catalogue(client.services), DynamoStore(dynamodb, TABLE), schemas(), settings,
-                     clock=clock)
+                     clock=clock, currency=AccountCurrency(client.balance, clock=clock))
     return Rig(desk, clock, upstream, dynamodb, settings)
 
 

@@ -221,6 +221,51 @@ def test_a_new_order_costs_two_dynamodb_requests_and_a_replay_one(resources: Any
     assert (new, replay) == (2, 1)
 
 
+# -- the account currency ---------------------------------------------------------------
+
+
+def balance_calls(panel: Any) -> int:
+    return sum(1 for action, _ in panel.calls if action == "balance")
+
+
+def test_a_new_order_answers_the_accounts_currency_learned_once_per_container(rig: Rig, panel: Any) -> None:
+    first = rig.place(default_order())
+    second = rig.place(default_order("https://x.com/2"), key="key-2")
+
+    assert first.body["currency"] == second.body["currency"] == "USD"
+    assert balance_calls(panel) == 1
+
+
+def test_a_replay_repeats_the_stored_currency_without_asking_the_panel(rig: Rig, resources: Any,
+                                                                       panel: Any) -> None:
+    placed = rig.place(default_order())
+    cold = another_container(resources, f"http://127.0.0.1:{free_port()}/api/v2")
+
+    replayed = cold.place(default_order())
+
+    assert replayed.body["currency"] == placed.body["currency"] == "USD"
+    assert balance_calls(panel) == 1
+
+
+def test_an_order_is_placed_without_currency_when_balance_fails_and_balance_is_asked_again_later(
+        rig: Rig, panel: Any) -> None:
+    panel.inject("balance", "http_500", times=20)
+
+    first = rig.place(default_order())
+    asked = balance_calls(panel)
+    second = rig.place(default_order("https://x.com/2"), key="key-2")
+    asked_again = balance_calls(panel)
+    panel.clear_faults()
+    rig.clock.advance(120)
+    third = rig.place(default_order("https://x.com/3"), key="key-3")
+
+    assert (first.status, first.body["currency"]) == (201, None)
+    assert asked >= 1 and asked_again == asked  # a failed lookup is not repeated on every order
+    assert second.status == 201 and second.body["currency"] is None
+    assert third.body["currency"] == "USD"
+    assert panel.add_calls == 3
+
+
 # -- races --------------------------------------------------------------------------
 
 

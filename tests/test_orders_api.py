@@ -30,7 +30,7 @@ def test_creates_an_order_with_201_and_replays_it_with_the_replay_header(client:
     replayed = place(client, order())
 
     assert created.status_code == 201 and created.json_body["id"] in panel.orders
-    assert created.json_body["estimated_charge"] == "0.09"
+    assert created.json_body["estimated_charge"] == "0.09" and created.json_body["currency"] == "USD"
     assert replayed.status_code == 201 and replayed.json_body == created.json_body
     assert replayed.headers["Idempotent-Replayed"] == "true"
     assert created.headers["X-Request-Id"] != replayed.headers["X-Request-Id"]
