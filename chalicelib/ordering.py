@@ -213,9 +213,7 @@ class OrderDesk:
             held = self._store.find(caller, key_hash)
         except errors.GatewayError:
             held = None  # the refusal is still the answer for a new order
-        now = self._clock()
-        expired = held is not None and held.state == COMPLETED and (held.expires_at or now) < now
-        if held is None or expired or held.fingerprint != _fingerprint(request):
+        if held is None or held.fingerprint != _fingerprint(request) or _expired(held, self._clock()):
             raise refusal
         return self._held(caller, key_hash, held.fingerprint, held)
 
@@ -298,6 +296,11 @@ def _ledger_entry(item: dict[str, Any], now: float) -> dict[str, Any]:
 
 def _stored(answer: Answer) -> dict[str, Any]:
     return {"status": answer.status, "body": answer.body, "headers": answer.headers}
+
+
+def _expired(held: Record, now: float) -> bool:
+    """A completed record past retention: the key is free again, as `claim` treats it."""
+    return held.state == COMPLETED and held.expires_at is not None and held.expires_at < now
 
 
 def _fingerprint(request: dict[str, Any]) -> str:
