@@ -223,7 +223,8 @@ class DynamoStore:
                 {"Delete": {"TableName": self._table, "Key": self._item(_idem_key(caller, key_hash)),
                             "ConditionExpression": _SETTLEABLE,
                             "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
-                            "ExpressionAttributeValues": self._values(settleable)}},
+                            "ExpressionAttributeValues": self._values(settleable),
+                            "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
                 {"Delete": {"TableName": self._table, "Key": self._item(_ledger_key(caller, record.ledger_sk))}},
                 *self._refund(caller, record.spend_day, record.estimated_charge),
             ]
@@ -233,13 +234,11 @@ class DynamoStore:
             update = items[0]["Update"]
             update["ConditionExpression"] = _SETTLEABLE
             update["ExpressionAttributeValues"] |= self._values(settleable)
+            update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
             self._transact(items)
-        except _Cancelled:
-            raise errors.IdempotencyConflict(
-                "Only a key whose outcome is unknown (or whose lease has run out) can be resolved; this "
-                f"one is {record.state if record.state != IN_FLIGHT else 'still in flight'} now. "
-                "Nothing was changed.") from None
+        except _Cancelled as cancelled:
+            raise errors.IdempotencyConflict(self._unresolvable(cancelled.reasons[0])) from None
 
     # -- reads ---------------------------------------------------------------------
 
@@ -296,6 +295,18 @@ class DynamoStore:
                                 "#status = :status REMOVE lease_until, unsettled",
                                 {":pending": "pending", ":order": order_id, ":status": "Pending"}),
         ]
+
+    def _unresolvable(self, reason: dict[str, Any]) -> str:
+        """Why the table refused a resolve, from the record as it was at that moment."""
+        if reason.get("Code") != "ConditionalCheckFailed":
+            return "The key's record changed while it was being resolved; nothing was changed. Look again."
+        if not reason.get("Item"):
+            return "The key was released meanwhile; nothing was changed."
+        held = self._record(self._plain(reason["Item"]))
+        if held.state == COMPLETED:
+            return "The key completed meanwhile (its order was recorded); nothing was changed."
+        return (f"The key's request is still in flight (its lease runs until {iso(held.lease_until)}) and may yet "
+                "complete; nothing was changed. Resolve it after the lease, if it is still unknown then.")
 
     def _refund(self, caller: str, spend_day: str | None, charge: str | None) -> list[dict[str, Any]]:
         """Give back a claim's reservation of the day's spending (none without a cap)."""

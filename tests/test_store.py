@@ -165,7 +165,7 @@ def test_a_completed_record_cannot_be_resolved(store: Store) -> None:
     store.claim(first, NOW)
     store.complete(first, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}}, NOW + 100)
 
-    with pytest.raises(errors.IdempotencyConflict):
+    with pytest.raises(errors.IdempotencyConflict, match="completed"):
         store.resolve("alice", first.key_hash, 999, {"status": 201, "body": {}, "headers": {}}, NOW + 100,
                       now=NOW + 10**6)
 
