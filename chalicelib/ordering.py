@@ -79,6 +79,9 @@ class OrderDesk:
             # Only here does the store get read first: a key that was already used
             # answers as it did, whatever the catalogue, the panel or the caps say now.
             return self._earlier(caller, key, request, refusal)
+        # Asked before the claim: between `add` and `complete` nothing may wait on the
+        # panel, or a slow answer could outlast the function and lose the order's record.
+        currency = self._currency()
         held = self._store.claim(attempt, self._clock())
         if held is not None:
             return self._held(attempt.caller, attempt.key_hash, attempt.fingerprint, held)
@@ -86,7 +89,7 @@ class OrderDesk:
         answer = Answer(201, {
             "id": order_id, "service": request["service"], "link": request.get("link"),
             "quantity": prepared.quantity, "estimated_charge": attempt.estimated_charge,
-            "currency": self._currency(), "created_at": iso(attempt.created_at), "idempotency_key": key,
+            "currency": currency, "created_at": iso(attempt.created_at), "idempotency_key": key,
         }, {})
         try:
             self._store.complete(attempt, order_id, _stored(answer), self._clock() + self._policy.retention_seconds)

@@ -234,6 +234,8 @@ def test_a_new_order_answers_the_accounts_currency_learned_once_per_container(ri
 
     assert first.body["currency"] == second.body["currency"] == "USD"
     assert balance_calls(panel) == 1
+    # asked before the order is sent: nothing waits on the panel between `add` and its record
+    assert [action for action, _ in panel.calls if action in {"balance", "add"}][:2] == ["balance", "add"]
 
 
 def test_a_replay_repeats_the_stored_currency_without_asking_the_panel(rig: Rig, resources: Any,
