@@ -138,6 +138,10 @@ class UpstreamBadResponse(GatewayError):
     code = "upstream_bad_response"
 
 
+class UpstreamConnectionLost(UpstreamBadResponse):
+    """The connection broke (a reset, a TLS error) after the request may have been sent."""
+
+
 class UpstreamAuthFailed(GatewayError):
     """The panel refused the gateway's own key or request form."""
 
@@ -146,7 +150,7 @@ class UpstreamAuthFailed(GatewayError):
 
 
 class UpstreamUnavailable(GatewayError):
-    """The panel could not be reached; nothing was sent."""
+    """The panel could not be reached (name, refused, connect timeout); nothing was sent."""
 
     status = 503
     code = "upstream_unavailable"

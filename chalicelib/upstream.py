@@ -180,20 +180,8 @@ class PanelClient:
             response = self._post(config.url, {"key": config.key, "action": action, **params})
             with response:
                 body = self._read_body(response, started)
-        except requests.exceptions.ConnectTimeout as exc:
-            raise errors.UpstreamUnavailable("The panel could not be reached (connect timeout).") from exc
-        except requests.exceptions.ReadTimeout as exc:
-            raise errors.UpstreamTimeout("The panel did not answer in time.") from exc
-        except requests.exceptions.SSLError as exc:
-            raise errors.UpstreamUnavailable("TLS with the panel failed.") from exc
-        except requests.exceptions.ConnectionError as exc:
-            if _timed_out(exc):
-                raise errors.UpstreamTimeout("The panel did not answer in time.") from exc
-            if _nothing_sent(exc):
-                raise errors.UpstreamUnavailable("The panel could not be reached.") from exc
-            raise errors.UpstreamBadResponse("The connection to the panel was lost.") from exc
         except requests.exceptions.RequestException as exc:
-            raise errors.UpstreamBadResponse("The panel's answer could not be read.") from exc
+            raise _failure(exc) from exc
         finally:
             record_upstream(self._clock() - started)
         if config.key:  # a panel that echoes the key in an error text must not leak it onward
@@ -306,12 +294,28 @@ def _join(ids: list[int]) -> str:
     return ",".join(str(i) for i in ids)
 
 
-def _timed_out(exc: requests.exceptions.ConnectionError) -> bool:
+def _failure(exc: requests.exceptions.RequestException) -> errors.GatewayError:
+    """The one mapping of transport failures. Only a failure to connect proves that no
+    byte of the request left, so only it may free an `add`'s Idempotency-Key; a TLS
+    error or a reset can come after the panel read the whole request."""
+    if isinstance(exc, requests.exceptions.ConnectTimeout):
+        return errors.UpstreamUnavailable("The panel could not be reached (connect timeout).")
+    if _nothing_sent(exc):
+        return errors.UpstreamUnavailable("The panel could not be reached.")
+    if isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
+        return errors.UpstreamTimeout("The panel did not answer in time.")
+    if isinstance(exc, requests.exceptions.ConnectionError):  # SSLError included
+        return errors.UpstreamConnectionLost("The connection to the panel broke after the request may "
+                                             "have been sent.")
+    return errors.UpstreamBadResponse("The panel's answer could not be read.")
+
+
+def _timed_out(exc: requests.exceptions.RequestException) -> bool:
     """requests reports a read timeout in the middle of a body as a ConnectionError."""
     return bool(exc.args) and isinstance(exc.args[0], urllib3.exceptions.ReadTimeoutError)
 
 
-def _nothing_sent(exc: requests.exceptions.ConnectionError) -> bool:
+def _nothing_sent(exc: requests.exceptions.RequestException) -> bool:
     """True when the failure happened while connecting, before any byte was sent."""
     reason = exc.args[0] if exc.args else None
     if isinstance(reason, urllib3.exceptions.MaxRetryError):

@@ -55,6 +55,7 @@ class Rig:
     upstream: Upstream
     dynamodb: Any
     policy: Policy
+    catalogue: Catalogue
     faults: list["DynamoFault"] = field(default_factory=list)
 
     def place(self, body: dict[str, Any], key: str | None = "key-1", caller: str = "alice",
@@ -71,14 +72,16 @@ def schemas() -> Schemas:
     return _SCHEMAS[0]
 
 
-def make_rig(aws: Any, panel_url: str, *, timeout: float = 0.5, **policy: Any) -> Rig:
+def make_rig(aws: Any, panel_url: str, *, timeout: float = 0.5, session: requests.Session | None = None,
+             **policy: Any) -> Rig:
     clock, upstream = Clock(), Upstream(panel_url)
-    client = PanelClient(requests.Session(), upstream, timeout=timeout, sleep=lambda _: None)
+    client = PanelClient(session or requests.Session(), upstream, timeout=timeout, sleep=lambda _: None)
     dynamodb = aws.new_client("dynamodb")  # its own: faults are hooked into it
     settings = Policy(**{"lease_seconds": 60.0, **policy})
-    desk = OrderDesk(client, Catalogue(client.services), DynamoStore(dynamodb, TABLE), schemas(), settings,
+    catalogue = Catalogue(client.services)
+    desk = OrderDesk(client, catalogue, DynamoStore(dynamodb, TABLE), schemas(), settings,
                      clock=clock, currency=AccountCurrency(client.balance, clock=clock))
-    return Rig(desk, clock, upstream, dynamodb, settings)
+    return Rig(desk, clock, upstream, dynamodb, settings, catalogue)
 
 
 class DynamoFault:

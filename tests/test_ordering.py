@@ -9,12 +9,14 @@ from __future__ import annotations
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from chalicelib import errors
 from local.aws import free_port
+from tests.loopback import tls_breaking_server, trusted_tls
 from tests.ordering_kit import DynamoFault, Rig, default_order, make_rig
 
 DAY = 86400.0
@@ -344,6 +346,27 @@ def test_connect_error_releases_the_key_and_a_retry_places_exactly_one_order(rig
     assert first.code == "upstream_unavailable" and first.status == 503
     assert second.status == 201 and third.headers["Idempotent-Replayed"] == "true"
     assert panel.add_calls == 1
+
+
+@pytest.mark.parametrize("how", ["garbage", "reset"])
+def test_a_tls_failure_after_the_add_went_out_is_an_unknown_outcome_never_sent_again(
+        resources: Any, panel: Any, tmp_path: Path, how: str) -> None:
+    # given a desk whose catalogue is read, and a TLS panel that reads the whole
+    # order and then breaks the connection instead of answering
+    tls, session = trusted_tls(tmp_path)
+    rig = make_rig(resources, panel.url, session=session)
+    rig.catalogue.snapshot()
+    with tls_breaking_server(tls, how) as (url, received):
+        rig.upstream.url = url
+
+        # when the order is placed, then retried
+        first = outcome(lambda: rig.place(default_order()))
+        retry = outcome(lambda: rig.place(default_order()))
+
+    # then the key is not freed: the order may exist, and it is sent once only
+    assert (first.code, first.status) == ("outcome_unknown", 502)
+    assert (retry.code, retry.status) == ("outcome_unknown", 409)
+    assert len(received) == 1 and b"action=add" in received[0]
 
 
 def test_insufficient_funds_then_top_up_with_the_same_key_places_one_order(rig: Rig, panel: Any) -> None:

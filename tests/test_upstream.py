@@ -7,6 +7,7 @@ no wall time, and uses a fixed jitter so the recorded backoff is exact.
 from __future__ import annotations
 
 import socket
+from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,7 +17,7 @@ import requests
 from chalicelib import errors
 from chalicelib.upstream import PanelClient, PanelConfig, panel_error
 from sandbox import DEFAULT_KEY, SandboxPanel
-from tests.loopback import scripted_server
+from tests.loopback import scripted_server, tls_breaking_server, trusted_tls
 
 LINK = "https://instagram.com/p/upstream-test"
 TIMEOUT = 2.0
@@ -409,6 +410,31 @@ def test_a_refused_connection_for_add_is_unavailable_without_retry(
     with pytest.raises(errors.UpstreamUnavailable):
         place(upstream)
     assert sleeps == []
+
+
+@pytest.mark.parametrize("how", ["garbage", "reset"])
+def test_a_tls_failure_after_the_add_went_out_is_a_lost_connection_never_unavailable(
+        panel: SandboxPanel, sleeps: list[float], tmp_path: Path, how: str) -> None:
+    # given a TLS panel that reads the whole order, then breaks the connection
+    tls, session = trusted_tls(tmp_path)
+    with tls_breaking_server(tls, how) as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, session=session)
+        # when
+        with pytest.raises(errors.GatewayError) as raised:
+            place(upstream)
+    # then the order may have been placed: not "nothing was sent"
+    assert isinstance(raised.value, errors.UpstreamConnectionLost)
+    assert (raised.value.status, raised.value.code) == (502, "upstream_bad_response")
+    assert len(received) == 1 and b"action=add" in received[0] and sleeps == []
+
+
+def test_a_tls_failure_on_a_read_is_retried(panel: SandboxPanel, sleeps: list[float], tmp_path: Path) -> None:
+    tls, session = trusted_tls(tmp_path)
+    with tls_breaking_server(tls, "garbage") as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, session=session)
+        with pytest.raises(errors.UpstreamConnectionLost):
+            upstream.balance()
+    assert len(received) == 3 and sleeps == [0.2, 0.4]
 
 
 # -- redirects ----------------------------------------------------------------------------
