@@ -69,7 +69,13 @@ def panel() -> Any:
     from chalicelib.upstream import PanelClient
 
     return PanelClient(requests.Session(), secret().panel,
-                       timeout=float(env("SMM_TIMEOUT_SECONDS", "10")))
+                       timeout=float(env("SMM_TIMEOUT_SECONDS", "10")), remaining=time_left)
+
+
+def time_left() -> float | None:
+    """Seconds before Lambda stops this invocation; None when not run by Lambda."""
+    context = getattr(app, "lambda_context", None)  # set by Chalice on each invocation
+    return context.get_remaining_time_in_millis() / 1000 if context is not None else None
 
 
 @functools.cache

@@ -5,7 +5,9 @@ This module turns what comes back — JSON, `{"error": ...}` with HTTP 200, HTML
 a CDN, a reset, silence — into normalised results or one of the errors in
 `chalicelib.errors`, through a single mapping. Reads are retried with capped,
 jittered backoff; `add`, `refill` and `cancel` never are, because the panel cannot
-tell whether a lost call was carried out.
+tell whether a lost call was carried out. The timeout bounds each whole call,
+connect to last byte (`chalicelib.deadline`), and never reaches past what the
+Lambda function has left.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import requests
 import urllib3.exceptions
 
 from chalicelib import errors, values
+from chalicelib.deadline import WATCHDOG, DeadlineAdapter
 from chalicelib.timing import record_upstream
 
 READS = frozenset({"balance", "services", "status", "refill_status"})
@@ -68,7 +71,11 @@ def panel_error(text: str) -> errors.GatewayError:
 
 
 class PanelClient:
-    """API v2 client: one session, separate connect/read timeouts, no redirects."""
+    """API v2 client: one session, one deadline per call, no redirects.
+
+    `remaining` tells the seconds the Lambda function has left (None: no limit);
+    `reserve` of them are kept back to record the outcome and answer.
+    """
 
     def __init__(
         self,
@@ -84,10 +91,18 @@ class PanelClient:
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.monotonic,
         jitter: Callable[[], float] = random.random,
+        remaining: Callable[[], float | None] = lambda: None,
+        reserve: float = 2.0,
     ) -> None:
         self._session = session
+        adapter = DeadlineAdapter()
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
         self._config = config
-        self._timeout = (min(connect_timeout, timeout), timeout)
+        self._timeout = timeout
+        self._connect_timeout = connect_timeout
+        self._remaining = remaining
+        self._reserve = reserve
         self._read_attempts = read_attempts
         self._read_budget = read_budget
         self._backoff = backoff
@@ -167,28 +182,55 @@ class PanelClient:
             except (errors.UpstreamUnavailable, errors.UpstreamBadResponse):
                 # A read timeout is not retried: the budget is spent and API Gateway
                 # cuts every request at 29 s.
-                # Another try must fit in the budget: the function itself stops at 28 s.
-                if attempt == attempts or self._clock() - started + self._timeout[1] > self._read_budget:
+                if attempt == attempts:
                     raise
-                self._sleep(self._jitter() * min(self._max_backoff, self._backoff * 2 ** attempt))
+                pause = self._jitter() * min(self._max_backoff, self._backoff * 2 ** attempt)
+                if not self._another_try_fits(self._clock() - started, pause):
+                    raise
+                self._sleep(pause)
         raise AssertionError("unreachable")
+
+    def _another_try_fits(self, spent: float, pause: float) -> bool:
+        """After the pause, a whole try must fit in the read budget and in what the
+        function has left."""
+        left = self._remaining()
+        return (spent + pause + self._timeout <= self._read_budget
+                and (left is None or left - self._reserve - pause >= self._timeout))
+
+    def _seconds(self) -> float:
+        """This call's deadline: the timeout, or less if the function has less left."""
+        left = self._remaining()
+        if left is None:
+            return self._timeout
+        seconds = min(self._timeout, left - self._reserve)
+        if seconds < min(self._timeout, 1.0):  # too short to be worth a call an `add` cannot take back
+            raise errors.UpstreamUnavailable("The function has too little time left to call the panel; "
+                                             "nothing was sent.")
+        return seconds
 
     def _call_once(self, action: str, params: dict[str, str]) -> Any:
         config = self._config()
+        seconds = self._seconds()
         started = self._clock()
         try:
-            response = self._post(config.url, {"key": config.key, "action": action, **params})
-            with response:
-                body = self._read_body(response, started)
-        except requests.exceptions.RequestException as exc:
-            raise _failure(exc) from exc
+            with WATCHDOG.guard(seconds) as deadline:
+                try:
+                    response = self._post(config.url, {"key": config.key, "action": action, **params},
+                                          seconds)
+                    with response:
+                        body = self._read_body(response)
+                except requests.exceptions.RequestException as exc:
+                    raise _failure(exc, deadline.expired) from exc
+                if deadline.expired and not _framed(response):
+                    # The cut socket looked like the end of an answer that runs until close.
+                    raise errors.UpstreamTimeout("The panel did not answer in time.")
         finally:
             record_upstream(self._clock() - started)
         if config.key:  # a panel that echoes the key in an error text must not leak it onward
             body = body.replace(config.key.encode("utf-8"), b"[redacted]")
         return self._parse(response.status_code, body)
 
-    def _post(self, url: str, form: dict[str, str]) -> requests.Response:
+    def _post(self, url: str, form: dict[str, str], seconds: float) -> requests.Response:
         """`session.post`, less its per-call cost: it re-reads the process environment
         (proxies, CA bundle) on every call, half of a status read's own time. A
         container's environment does not change, so it is read once per URL here."""
@@ -199,16 +241,17 @@ class PanelClient:
         # Encoded here: requests' own encoding of a dict goes through slow protocol checks.
         prepared = self._session.prepare_request(requests.Request("POST", url, data=urlencode(form),
                                                                   headers=_FORM))
-        return self._session.send(prepared, timeout=self._timeout, allow_redirects=False, **settings)
+        # The socket timeouts only end a silent panel early; the deadline bounds the call.
+        timeout = (min(self._connect_timeout, seconds), seconds)
+        return self._session.send(prepared, timeout=timeout, allow_redirects=False, **settings)
 
-    def _read_body(self, response: requests.Response, started: float) -> bytes:
+    @staticmethod
+    def _read_body(response: requests.Response) -> bytes:
         chunks, size = [], 0
         for chunk in response.iter_content(64 * 1024):
             size += len(chunk)
             if size > MAX_ANSWER_BYTES:
                 raise errors.UpstreamBadResponse("The panel's answer is too large.")
-            if self._clock() - started > self._timeout[1]:
-                raise requests.exceptions.ReadTimeout("answer trickled past the timeout")
             chunks.append(chunk)
         return b"".join(chunks)
 
@@ -294,20 +337,26 @@ def _join(ids: list[int]) -> str:
     return ",".join(str(i) for i in ids)
 
 
-def _failure(exc: requests.exceptions.RequestException) -> errors.GatewayError:
+def _failure(exc: requests.exceptions.RequestException, expired: bool) -> errors.GatewayError:
     """The one mapping of transport failures. Only a failure to connect proves that no
     byte of the request left, so only it may free an `add`'s Idempotency-Key; a TLS
-    error or a reset can come after the panel read the whole request."""
+    error or a reset can come after the panel read the whole request. `expired`: the
+    deadline cut the call, whatever the cut looked like to requests."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return errors.UpstreamUnavailable("The panel could not be reached (connect timeout).")
     if _nothing_sent(exc):
         return errors.UpstreamUnavailable("The panel could not be reached.")
-    if isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
+    if expired or isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
         return errors.UpstreamTimeout("The panel did not answer in time.")
     if isinstance(exc, requests.exceptions.ConnectionError):  # SSLError included
         return errors.UpstreamConnectionLost("The connection to the panel broke after the request may "
                                              "have been sent.")
     return errors.UpstreamBadResponse("The panel's answer could not be read.")
+
+
+def _framed(response: requests.Response) -> bool:
+    """True when the answer's length was known, so that a cut would have shown as an error."""
+    return "content-length" in response.headers or "chunked" in response.headers.get("transfer-encoding", "")
 
 
 def _timed_out(exc: requests.exceptions.RequestException) -> bool:

@@ -72,7 +72,7 @@ def scripted_server(status: int, body: bytes = b"", headers: dict[str, str] | No
 
 
 @contextlib.contextmanager
-def trickling_server(part: str) -> Iterator[tuple[str, list[bytes]]]:
+def trickling_server(part: str, tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, list[bytes]]]:
     """A panel that reads the request, then sends its answer one byte every
     TRICKLE_EVERY seconds for TRICKLE_FOR seconds: `part="body"` after prompt
     headers, `part="headers"` from the status line on. Each read gets a byte long
@@ -96,7 +96,7 @@ def trickling_server(part: str) -> Iterator[tuple[str, list[bytes]]]:
                 pass  # the client hung up: what the test wants
             self.close_connection = True
 
-    with serving(Trickling) as served:
+    with serving(Trickling, tls) as served:
         yield served
 
 

@@ -7,6 +7,7 @@ DynamoDB with serialised writes, and a clock the test moves.
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from decimal import Decimal
 from pathlib import Path
@@ -16,7 +17,7 @@ import pytest
 
 from chalicelib import errors
 from local.aws import free_port
-from tests.loopback import tls_breaking_server, trusted_tls
+from tests.loopback import tls_breaking_server, trickling_server, trusted_tls
 from tests.ordering_kit import DynamoFault, Rig, default_order, make_rig
 
 DAY = 86400.0
@@ -367,6 +368,24 @@ def test_a_tls_failure_after_the_add_went_out_is_an_unknown_outcome_never_sent_a
     assert (first.code, first.status) == ("outcome_unknown", 502)
     assert (retry.code, retry.status) == ("outcome_unknown", 409)
     assert len(received) == 1 and b"action=add" in received[0]
+
+
+def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(resources: Any, panel: Any) -> None:
+    # given a panel that answers the order one byte every 0.5 s for a minute
+    rig = make_rig(resources, panel.url, timeout=2.0)
+    rig.catalogue.snapshot()
+    with trickling_server("body") as (url, received):
+        rig.upstream.url = url
+
+        started = time.monotonic()
+        first = outcome(lambda: rig.place(default_order()))
+        took = time.monotonic() - started
+        retry = outcome(lambda: rig.place(default_order()))
+
+    # then the gateway gives up at its timeout, keeps the key, and sends once
+    assert (first.code, first.status) == ("outcome_unknown", 504) and took < 8.0
+    assert (retry.code, retry.status) == ("outcome_unknown", 409)
+    assert len(received) == 1
 
 
 def test_insufficient_funds_then_top_up_with_the_same_key_places_one_order(rig: Rig, panel: Any) -> None:

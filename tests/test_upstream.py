@@ -7,6 +7,7 @@ no wall time, and uses a fixed jitter so the recorded backoff is exact.
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 from urllib.parse import parse_qs, urlsplit
@@ -17,7 +18,7 @@ import requests
 from chalicelib import errors
 from chalicelib.upstream import PanelClient, PanelConfig, panel_error
 from sandbox import DEFAULT_KEY, SandboxPanel
-from tests.loopback import scripted_server, tls_breaking_server, trusted_tls
+from tests.loopback import scripted_server, tls_breaking_server, trickling_server, trusted_tls
 
 LINK = "https://instagram.com/p/upstream-test"
 TIMEOUT = 2.0
@@ -385,6 +386,104 @@ def test_a_slow_add_is_a_timeout_sent_exactly_once(panel: SandboxPanel, sleeps: 
     with pytest.raises(errors.UpstreamTimeout):
         place(upstream)
     assert panel.add_calls == 1 and sleeps == []
+
+
+TRICKLE_TIMEOUT = 2.0
+TRICKLE_BOUND = 8.0  # the timeout plus a margin wide enough for a loaded machine
+
+
+def timed(call: Callable[[], Any]) -> tuple[Any, float]:
+    started = time.monotonic()
+    try:
+        call()
+    except errors.GatewayError as err:
+        return err, time.monotonic() - started
+    raise AssertionError("the call did not fail")
+
+
+@pytest.mark.parametrize("part", ["body", "headers"])
+def test_a_trickling_answer_to_a_read_is_cut_at_the_timeout_of_the_whole_call(
+        panel: SandboxPanel, sleeps: list[float], part: str) -> None:
+    # given a panel that sends a byte every 0.5 s for a minute
+    with trickling_server(part) as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, timeout=TRICKLE_TIMEOUT)
+        # when
+        err, took = timed(upstream.balance)
+    # then the whole call, not each read, is bounded, and a timeout is not retried
+    assert (type(err), err.status, err.code) == (errors.UpstreamTimeout, 504, "upstream_timeout")
+    assert TRICKLE_TIMEOUT <= took < TRICKLE_BOUND
+    assert len(received) == 1 and sleeps == []
+
+
+def test_a_trickling_answer_over_tls_is_cut_at_the_timeout_too(
+        panel: SandboxPanel, sleeps: list[float], tmp_path: Path) -> None:
+    tls, session = trusted_tls(tmp_path)
+    with trickling_server("headers", tls) as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, session=session, timeout=TRICKLE_TIMEOUT)
+        err, took = timed(upstream.balance)
+    assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
+    assert len(received) == 1
+
+
+def test_a_trickling_answer_to_add_is_a_timeout_sent_once(panel: SandboxPanel, sleeps: list[float]) -> None:
+    with trickling_server("body") as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, timeout=TRICKLE_TIMEOUT)
+        err, took = timed(lambda: place(upstream))
+    assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
+    assert len(received) == 1
+
+
+def test_a_call_never_outlasts_what_the_function_has_left(panel: SandboxPanel, sleeps: list[float]) -> None:
+    # given a configured timeout of 30 s, but a function with 4 s left, 2 of them kept back
+    with trickling_server("body") as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, timeout=30.0, remaining=lambda: 4.0, reserve=2.0)
+        err, took = timed(upstream.balance)
+    assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
+    assert len(received) == 1
+
+
+class LambdaContext:
+    def __init__(self, seconds_left: float) -> None:
+        self.seconds_left = seconds_left
+
+    def get_remaining_time_in_millis(self) -> int:
+        return int(self.seconds_left * 1000)
+
+
+def test_the_app_bounds_panel_calls_by_the_invocations_remaining_time(
+        gateway: Any, panel: SandboxPanel, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a 30 s timeout, and an invocation with 4 s left (the client keeps 2 back)
+    monkeypatch.setenv("SMM_TIMEOUT_SECONDS", "30")
+    monkeypatch.setattr(gateway.app, "lambda_context", LambdaContext(4.0), raising=False)
+    panel.inject("balance", "delay", seconds=10)
+    # when
+    err, took = timed(gateway.panel().balance)
+    # then
+    assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
+
+
+def test_a_read_is_not_retried_when_another_try_would_outlast_the_function(
+        panel: SandboxPanel, sleeps: list[float]) -> None:
+    # given 3.5 s left, 2 kept back: one 2 s try fits (cut to 1.5 s), a second does not
+    upstream = panel_client(panel, sleeps, timeout=2.0, remaining=lambda: 3.5, reserve=2.0)
+    panel.inject("balance", "html_502", times=2)
+    with pytest.raises(errors.UpstreamBadResponse):
+        upstream.balance()
+    assert actions(panel) == ["balance"] and sleeps == []
+
+
+def test_nothing_is_sent_when_the_function_has_no_time_left(panel: SandboxPanel, sleeps: list[float]) -> None:
+    upstream = panel_client(panel, sleeps, remaining=lambda: 0.5, reserve=2.0)
+    with pytest.raises(errors.UpstreamUnavailable):
+        place(upstream)
+    assert panel.calls == []
+
+
+def test_a_function_with_time_to_spare_keeps_the_configured_timeout(panel: SandboxPanel, sleeps: list[float]) -> None:
+    upstream = panel_client(panel, sleeps, remaining=lambda: 27.0)
+    panel.inject("balance", "html_502", times=2)
+    assert upstream.balance()["currency"] == "USD"
+    assert sleeps == [0.2, 0.4]
 
 
 @pytest.fixture
