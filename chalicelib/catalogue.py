@@ -4,6 +4,9 @@ A real catalogue is thousands of services and megabytes of JSON, and it changes
 seldom, so each container parses it once into normalised records with indexes by
 id and type, and refreshes it after a TTL. Order validation reads the
 same cached copy, so a request never pays for the catalogue twice.
+
+A refresh that fails, or brings no usable service at all, is not a catalogue: the
+previous copy stays, and the panel is asked again after a short retry interval.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import threading
 import time
 from typing import Any, Callable, Iterable, TypedDict
 
-from chalicelib import errors, values
+from chalicelib import errors, logs, values
 
 log = logging.getLogger(__name__)
 
@@ -108,32 +111,37 @@ class Snapshot:
 
 
 class Catalogue:
-    """The cached catalogue of one container."""
+    """The cached catalogue of one container: kept `ttl` seconds; after a failed
+    refresh, the previous copy is kept `retry_after` seconds."""
 
-    def __init__(self, fetch: Callable[[], list[Any]], *, ttl: float = 300.0,
+    def __init__(self, fetch: Callable[[], list[Any]], *, ttl: float = 300.0, retry_after: float = 30.0,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._fetch = fetch
         self._ttl = ttl
+        self._retry_after = retry_after
         self._clock = clock
         self._lock = threading.Lock()
         self._snapshot: Snapshot | None = None
-        self._fetched_at = 0.0
+        self._fresh_until = 0.0
 
     def snapshot(self) -> Snapshot:
         current = self._snapshot
-        if current is not None and self._clock() - self._fetched_at < self._ttl:
+        if current is not None and self._clock() < self._fresh_until:
             return current
         with self._lock:  # one refresh at a time; the others wait for its result
-            if self._snapshot is not None and self._clock() - self._fetched_at < self._ttl:
+            if self._snapshot is not None and self._clock() < self._fresh_until:
                 return self._snapshot
             try:
-                self._snapshot = Snapshot(self._parse(self._fetch()))
-            except errors.GatewayError:
+                fetched = Snapshot(self._parse(self._fetch()))
+            except errors.GatewayError as exc:
                 if self._snapshot is None:
-                    raise
-                log.warning("catalogue refresh failed; serving the previous copy")
-            self._fetched_at = self._clock()
-            return self._snapshot
+                    raise  # nothing to serve meanwhile: the next read tries again
+                self._fresh_until = self._clock() + self._retry_after
+                logs.event(log, "catalogue refresh failed; serving the previous copy", logging.WARNING,
+                           code=exc.code, reason=exc.message, retry_in_seconds=self._retry_after)
+                return self._snapshot
+            self._snapshot, self._fresh_until = fetched, self._clock() + self._ttl
+            return fetched
 
     def get(self, service_id: int) -> Service:
         service = self.snapshot().by_id.get(service_id)
@@ -151,4 +159,7 @@ class Catalogue:
                 skipped += 1
         if skipped:
             log.warning("catalogue: skipped %d unreadable service entries", skipped)
+        if not services:  # an empty catalogue would refuse every order as unknown_service
+            raise errors.UpstreamBadResponse(
+                f"The panel's service list holds no usable service ({len(raw_services)} entries).")
         return services

@@ -22,6 +22,7 @@ from sandbox import Catalogue as SandboxCatalogue
 from tests.loopback import scripted_server
 
 TTL = 300.0
+RETRY = 30.0
 INT_MAX = 2147483647
 
 
@@ -55,7 +56,7 @@ def panel_client(url: str, sleeps: list[float]) -> PanelClient:
 
 @pytest.fixture
 def catalogue(panel: SandboxPanel, sleeps: list[float], clock: ManualClock) -> Catalogue:
-    return Catalogue(panel_client(panel.url, sleeps).services, ttl=TTL, clock=clock)
+    return Catalogue(panel_client(panel.url, sleeps).services, ttl=TTL, retry_after=RETRY, clock=clock)
 
 
 def expected(truth: SandboxCatalogue) -> list[dict[str, Any]]:
@@ -231,13 +232,69 @@ def test_a_failed_refresh_serves_the_previous_copy(catalogue: Catalogue, panel: 
     assert catalogue.snapshot() is first
     assert catalogue.get(1)["name"] == "Instagram followers"
     assert any("serving the previous copy" in line["message"] for line in log_lines)
-    # and the panel is not asked again on every read, only after another TTL
+    # and the panel is not asked again on every read, but soon, not a whole TTL later
     calls = services_calls(panel)
+    clock.now += RETRY - 1
     catalogue.snapshot()
     assert services_calls(panel) == calls
-    clock.now += TTL + 1
+    clock.now += 2
     assert catalogue.snapshot() is not first
     assert services_calls(panel) == calls + 1
+
+
+class SwitchablePanel:
+    """The panel URL a catalogue's client calls, and how often it fetched."""
+
+    def __init__(self, url: str, sleeps: list[float]) -> None:
+        self.url = url
+        self.fetches = 0
+        self._client = PanelClient(requests.Session(), lambda: PanelConfig(self.url, DEFAULT_KEY), timeout=5,
+                                   sleep=sleeps.append)
+
+    def services(self) -> list[Any]:
+        self.fetches += 1
+        return self._client.services()
+
+
+IMPLAUSIBLE = {"empty": [], "non-objects": ["a", 1, None, [2]],
+               "no valid service": [{"service": "x", "min": 1, "max": 2}, {"name": "no id"}]}
+
+
+@pytest.mark.parametrize("answer", IMPLAUSIBLE.values(), ids=IMPLAUSIBLE.keys())
+def test_an_implausible_refresh_keeps_the_previous_copy_and_is_retried_soon(
+        panel: SandboxPanel, sleeps: list[float], clock: ManualClock, log_lines: Any, answer: Any) -> None:
+    # given a catalogue read once
+    source = SwitchablePanel(panel.url, sleeps)
+    catalogue = Catalogue(source.services, ttl=TTL, retry_after=RETRY, clock=clock)
+    first = catalogue.snapshot()
+    with static_panel(answer) as bad:
+        # when, past the TTL, the panel answers a list with nothing usable in it
+        source.url = bad
+        clock.now += TTL + 1
+        # then the previous copy is served, and the failure logged as one JSON line
+        assert catalogue.snapshot() is first and catalogue.get(1)["id"] == 1
+        assert source.fetches == 2
+        failed = [line for line in log_lines if line["message"].startswith("catalogue refresh failed")]
+        assert len(failed) == 1
+        assert (failed[0]["level"], failed[0]["code"]) == ("warning", "upstream_bad_response")
+        assert failed[0]["retry_in_seconds"] == RETRY
+        # and it is not asked again before the retry interval
+        clock.now += RETRY - 1
+        assert catalogue.snapshot() is first and source.fetches == 2
+    # once the panel answers properly again, the next retry (not the next TTL) takes it
+    source.url = panel.url
+    clock.now += 2
+    assert catalogue.snapshot() is not first and len(catalogue.snapshot().services) == 300
+    assert source.fetches == 3
+
+
+@pytest.mark.parametrize("answer", IMPLAUSIBLE.values(), ids=IMPLAUSIBLE.keys())
+def test_without_a_previous_copy_an_implausible_answer_is_a_bad_response_not_an_empty_catalogue(
+        sleeps: list[float], answer: Any) -> None:
+    with static_panel(answer) as url:
+        with pytest.raises(errors.UpstreamBadResponse) as raised:
+            Catalogue(panel_client(url, sleeps).services).snapshot()
+    assert (raised.value.status, raised.value.code) == (502, "upstream_bad_response")
 
 
 def test_without_a_previous_copy_a_failed_fetch_is_the_error(catalogue: Catalogue, panel: SandboxPanel) -> None:
