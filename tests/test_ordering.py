@@ -367,7 +367,8 @@ def test_a_tls_failure_after_the_add_went_out_is_an_unknown_outcome_never_sent_a
     # then the key is not freed: the order may exist, and it is sent once only
     assert (first.code, first.status) == ("outcome_unknown", 502)
     assert (retry.code, retry.status) == ("outcome_unknown", 409)
-    assert len(received) == 1 and b"action=add" in received[0]
+    # (the account currency's balance lookup goes before the order; only `add` counts here)
+    assert len([request for request in received if b"action=add" in request]) == 1
 
 
 def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(resources: Any, panel: Any) -> None:
@@ -385,7 +386,7 @@ def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(reso
     # then the gateway gives up at its timeout, keeps the key, and sends once
     assert (first.code, first.status) == ("outcome_unknown", 504) and took < 8.0
     assert (retry.code, retry.status) == ("outcome_unknown", 409)
-    assert len(received) == 1
+    assert len([request for request in received if b"action=add" in request]) == 1
 
 
 def test_insufficient_funds_then_top_up_with_the_same_key_places_one_order(rig: Rig, panel: Any) -> None:
