@@ -175,6 +175,7 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             try:
                 if not public:
                     _caller.set(authenticate(current_request().headers.get("x-api-key")))
+                http.require_event_unicode(current_request().to_original_event())
                 _query.set(checked_query(current_request()))
                 result = view(**params)
             except errors.GatewayError as err:

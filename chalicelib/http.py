@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from typing import Any, Mapping
 from urllib.parse import parse_qs
 
 from chalicelib import errors
@@ -17,6 +17,14 @@ MAX_BODY_BYTES = 256 * 1024
 MAX_IDS = 1000
 MAX_ID = 2**53 - 1
 _ID = re.compile(r"^[0-9]{1,16}$")
+# A lone surrogate is text no UTF-8 encoder accepts: JSON's `\ud800` escape and a
+# Lambda event's strings can carry one, and DynamoDB or the panel's form would then
+# fail after the Idempotency-Key was claimed.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+# The parts of an API Gateway event that hold what the caller sent.
+_EVENT_TEXT = (("headers", "header"), ("multiValueHeaders", "header"),
+               ("queryStringParameters", "query parameter"), ("multiValueQueryStringParameters", "query parameter"),
+               ("pathParameters", "path parameter"), ("body", "body"))
 
 
 def error_answer(err: errors.GatewayError, request_id: str) -> tuple[int, dict[str, Any], dict[str, Any]]:
@@ -72,9 +80,47 @@ def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False
     if not text.strip():
         raise errors.ValidationError("The body is empty; a JSON object is expected.")
     try:
-        return json.loads(text)
+        parsed = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise errors.ValidationError(f"The body is not valid JSON: {exc}.") from None
+    require_unicode(parsed, "body field")
+    return parsed
+
+
+def require_event_unicode(event: Mapping[str, Any]) -> None:
+    """Refuse a request whose headers, query, path or body hold text UTF-8 cannot encode."""
+    for part, what in _EVENT_TEXT:
+        require_unicode(event.get(part), what)
+
+
+def require_unicode(value: Any, what: str) -> None:
+    """Refuse `value` if any string in it, key or value at any depth, holds a lone surrogate.
+
+    Checked once, where input enters, so nothing downstream (the store, the panel's
+    form, the logs) meets text it cannot encode."""
+    if not _holds_surrogate(value):
+        return
+    named = [name for name, item in value.items() if _holds_surrogate((name, item))] \
+        if isinstance(value, Mapping) else []
+    field = named[0] if named and not _holds_surrogate(named[0]) else None
+    where = f"{what.capitalize()} {field!r}" if field else f"A {what}" if named else f"The {what}"
+    raise errors.ValidationError(f"{where} holds text that is not valid Unicode (a lone surrogate such as "
+                                 "\\ud800); send UTF-8.", details={"field": field} if field else {})
+
+
+def _holds_surrogate(value: Any) -> bool:
+    pending = [value]
+    while pending:  # a loop, not recursion: JSON may nest as deep as its parser allows
+        item = pending.pop()
+        if isinstance(item, str):
+            if not item.isascii() and _SURROGATE.search(item):
+                return True
+        elif isinstance(item, Mapping):
+            pending.extend(item.keys())
+            pending.extend(item.values())
+        elif isinstance(item, (list, tuple)):
+            pending.extend(item)
+    return False
 
 
 # Chalice answers some requests itself ({"Code": ..., "Message": ...}); give them our shape.

@@ -296,3 +296,103 @@ def test_an_answer_chalice_refuses_is_logged_once_and_answered_500(
     assert (crash["request_id"], crash["route"], crash["method"]) == (request_id, "/orders/{order_id}", "GET")
     assert "Bad value for header 'X-Broken'" in crash["exception"]
     assert [line["status"] for line in access_lines(log_lines)] == [500]
+
+
+# -- the input boundary: text that cannot be stored or sent is refused before anything is ---------
+
+
+def lambda_event(method: str, resource: str, *, headers: list[tuple[str, str]],
+                 query: dict[str, list[str]] | None = None, body: str | None = None) -> dict[str, Any]:
+    """What API Gateway (REST, payload 1.0) hands the function for one request.
+
+    A header sent more than once is in `multiValueHeaders` with every line, and in
+    `headers` with the last line only."""
+    multi: dict[str, list[str]] = {}
+    for name, value in headers:
+        multi.setdefault(name, []).append(value)
+    return {
+        "resource": resource, "path": resource, "httpMethod": method,
+        "headers": {name: values[-1] for name, values in multi.items()},
+        "multiValueHeaders": multi,
+        "queryStringParameters": {name: values[-1] for name, values in query.items()} if query else None,
+        "multiValueQueryStringParameters": query or None,
+        "pathParameters": None, "stageVariables": None,
+        "requestContext": {"resourcePath": resource, "httpMethod": method, "path": "/api" + resource,
+                           "stage": "api", "requestId": f"lambda-{len(multi)}-{resource}",
+                           "domainName": "abc123.execute-api.eu-west-1.amazonaws.com",
+                           "identity": {"sourceIp": "203.0.113.9"}},
+        "body": body, "isBase64Encoded": False,
+    }
+
+
+def invoke(gateway: Any, event: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """The function as Lambda calls it: status and JSON body of its answer."""
+    from chalice.local import LambdaContext
+
+    answer = gateway.app(event, LambdaContext("smm-gateway", 256, max_runtime_ms=28_000))
+    return answer["statusCode"], json.loads(answer["body"])
+
+
+def stored_items(resources: EmbeddedAws) -> list[Any]:
+    from local.aws import TABLE
+
+    return resources.client("dynamodb").scan(TableName=TABLE)["Items"]
+
+
+LONE_SURROGATE_BODIES = {
+    "in the link": b'{"service": 1, "link": "https://instagram.com/p/\\ud800", "quantity": 100}',
+    "deep in a list": b'{"service": 4, "link": "https://instagram.com/p/x", "comments": ["a", "b\\udfff"]}',
+    "in an object key": b'{"service": 1, "link": "https://instagram.com/p/x", "quantity": 100, "\\udc00": 1}',
+    "a low surrogate first": b'{"service": 1, "link": "https://instagram.com/p/\\udc00\\ud800", "quantity": 100}',
+}
+
+
+def test_a_lone_surrogate_in_a_json_body_is_refused_before_the_key_is_claimed(
+        client: Any, resources: EmbeddedAws, panel: SandboxPanel) -> None:
+    # given bodies whose JSON escapes decode to text no UTF-8 encoder accepts
+    for case, sent in LONE_SURROGATE_BODIES.items():
+        # when
+        refused = client.post("/orders", body=sent, headers={"Idempotency-Key": "surrogate-1"})
+
+        # then nothing was claimed, so the key is still free
+        assert refused.status_code == 400, (case, refused.body)
+        assert json.loads(refused.body)["error"]["code"] == "validation_error", case
+        assert stored_items(resources) == [], case
+    retried = client.post("/orders", json_body={"service": 1, "link": LINK, "quantity": 100},
+                          headers={"Idempotency-Key": "surrogate-1"})
+    assert retried.status_code == 201, retried.body
+    assert panel.add_calls == 1
+    # a well-formed pair of escapes is one character, and welcome
+    paired = client.post("/orders", body=b'{"service": 1, "link": "https://instagram.com/p/\\ud83d\\ude00",'
+                                         b' "quantity": 100}', headers={"Idempotency-Key": "surrogate-2"})
+    assert paired.status_code == 201, paired.body
+
+
+def test_a_lone_surrogate_in_a_header_or_a_query_value_is_refused(client: Any, panel: SandboxPanel) -> None:
+    for method, path, headers in (("GET", "/balance", {"x-note": "a\ud800"}),
+                                  ("GET", "/services?q=\udfff", {}),
+                                  ("GET", "/services?\ud800=x", {}),
+                                  ("GET", "/health", {"x-note": "\ud800"})):
+        answer = client.request(method, path, headers=headers, key=None if path == "/health" else "default")
+        assert answer.status_code == 400, (path, headers, answer.body)
+        assert json.loads(answer.body)["error"]["code"] == "validation_error"
+    assert panel.calls == []
+
+
+def test_a_lone_surrogate_anywhere_in_a_lambda_event_is_refused_before_anything_is_written(
+        gateway: Any, resources: EmbeddedAws, panel: SandboxPanel) -> None:
+    order = '{"service": 1, "link": "https://instagram.com/p/lambda", "quantity": 100}'
+    keyed = [("X-API-Key", CALLER_KEY), ("Idempotency-Key", "lambda-1"), ("Content-Type", "application/json")]
+    events = {
+        "a header": lambda_event("POST", "/orders", headers=[*keyed, ("X-Note", "\ud800")], body=order),
+        "a repeated header's first line": lambda_event(
+            "POST", "/orders", headers=[*keyed, ("X-Note", "\ud800"), ("X-Note", "fine")], body=order),
+        "a query value": lambda_event("GET", "/services", headers=keyed, query={"q": ["\udc00"]}),
+        "the body text": lambda_event("POST", "/orders", headers=keyed, body=order.replace("lambda", "\ud800")),
+    }
+    for case, event in events.items():
+        status, answer = invoke(gateway, event)
+        assert (status, answer["error"]["code"]) == (400, "validation_error"), (case, answer)
+    assert stored_items(resources) == [] and panel.calls == []
+    status, answer = invoke(gateway, lambda_event("POST", "/orders", headers=keyed, body=order))
+    assert status == 201, answer
