@@ -8,6 +8,8 @@ estimated charge. Its output is exactly the form the panel's `add` receives.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -18,6 +20,7 @@ from chalicelib import errors
 from chalicelib.catalogue import Service
 
 DRIP = frozenset({"runs", "interval"})
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
 
 
 @dataclass(frozen=True)
@@ -106,9 +109,25 @@ def _check_fields(given: set[str], rule: Rule, request: dict[str, Any], service:
 
 
 def _check_url(value: str, field: str) -> None:
-    parts = urlsplit(value) if not any(c.isspace() for c in value) else None
+    # urlsplit silently drops tabs and newlines and strips leading control
+    # characters, so what it accepts is not what the panel would receive.
+    if _CONTROL.search(value):
+        raise _invalid(field, f"{field} must not contain control characters (NUL, tab, CR, LF, ...).")
+    try:
+        parts = urlsplit(value) if not any(c.isspace() for c in value) else None
+        if parts is not None and "[" in parts.netloc:
+            ipaddress.IPv6Address(parts.hostname or "")
+    except ValueError:  # unbalanced brackets, or a bracketed host that is no IPv6 address
+        raise _invalid(field, f"{field} is not a well-formed URL: its host is not a valid name or "
+                              "[IPv6] address.") from None
     if parts is None or parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise _invalid(field, f"{field} must be an http(s) URL without spaces.")
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or over 65535
+        port = 0
+    if port == 0:
+        raise _invalid(field, f"{field}: the port must be a number between 1 and 65535.")
 
 
 def _check_subscription(request: dict[str, Any]) -> None:

@@ -5,6 +5,7 @@ Service ids are the sandbox's fixed ones (see sandbox/catalogue.py).
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 from typing import Any
 
@@ -171,3 +172,81 @@ def test_the_daily_cap_counts_placed_orders_and_frees_refused_ones(resources: An
     assert over.code == "spending_limit_exceeded"
     assert other_caller.status == 201 and next_day.status == 201
     assert panel.add_calls == 5  # k0 (refused by the panel), k1, k2, k4, k5
+
+
+# -- links through the gateway: what urlsplit forgives or trips on ---------------------------
+
+BAD_LINKS = {
+    "NUL": "https://x.com/a\x00b", "CR": "https://x.com/a\rb", "LF": "https://x.com/a\nb",
+    "tab": "https://x.com/a\tb", "a leading tab": "\thttps://x.com/a", "escape": "https://x.com/\x1b[0m",
+    "unit separator": "https://x.com/\x1f", "DEL": "https://x.com/a\x7f", "a C1 control": "https://x.com/\x85",
+    "port 0": "https://x.com:0/a", "port 65536": "https://x.com:65536/a", "port 99999": "https://x.com:99999/",
+    "a negative port": "https://x.com:-1/", "a port that is not a number": "https://x.com:https/",
+    "an unclosed IPv6 literal": "https://[::1/", "an unopened IPv6 literal": "https://::1]/",
+    "an IPv6 literal that is not an address": "https://[zz::1]/", "an IPv4 address in brackets": "https://[127.0.0.1]/",
+    "an IPv6 literal with a bad port": "https://[::1]:70000/",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINKS))
+def test_a_malformed_link_is_400_naming_link_and_nothing_is_written(
+        client: Any, resources: Any, panel: Any, case: str) -> None:
+    answer = client.post("/orders", json_body={"service": 1, "link": BAD_LINKS[case], "quantity": 100},
+                         headers={"Idempotency-Key": "bad-link"})
+
+    assert_refused_naming_link(answer, resources, panel)
+
+
+BAD_FORM_LINKS = {
+    "bytes that are not UTF-8": "https%3A%2F%2Fx.com%2F%ff",
+    "an encoded surrogate": "https%3A%2F%2Fx.com%2F%ED%A0%80",
+    "a truncated UTF-8 sequence": "https://x.com/%E2%82",
+    "a percent sign without hex digits": "https://x.com/100%zz",
+    "a percent sign at the end": "https://x.com/a%",
+    "a percent sign with one digit": "https://x.com/a%4",
+    "an encoded NUL": "https://x.com/a%00b",
+    "an encoded line feed": "https://x.com/a%0Ab",
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_FORM_LINKS))
+def test_a_form_link_with_invalid_percent_encoding_is_400_naming_link(
+        client: Any, resources: Any, panel: Any, case: str) -> None:
+    answer = client.post("/orders", body=f"service=1&link={BAD_FORM_LINKS[case]}&quantity=100",
+                         headers={"Idempotency-Key": "bad-form-link",
+                                  "content-type": "application/x-www-form-urlencoded"})
+
+    assert_refused_naming_link(answer, resources, panel)
+
+
+def test_a_well_formed_form_link_is_decoded_and_ordered(client: Any, panel: Any) -> None:
+    sent = "https%3A%2F%2Fx.com%2Fp%2F%C3%A9t%C3%A9%3Fa%3D1%2B2"
+    answer = client.post("/orders", body=f"service=1&link={sent}&quantity=100",
+                         headers={"Idempotency-Key": "good-form-link",
+                                  "content-type": "application/x-www-form-urlencoded"})
+
+    assert answer.status_code == 201, answer.body
+    assert panel.calls[-1][1]["link"] == "https://x.com/p/\u00e9t\u00e9?a=1+2"
+
+
+@pytest.mark.parametrize("link", ["https://x.com:1/a", "https://x.com:65535/a", "http://[::1]:8080/a",
+                                  "https://[2001:db8::1]/p", "https://x.com:/a"])
+def test_edge_ports_and_ipv6_literals_pass_the_link_check(rig: Rig, panel: Any, link: str) -> None:
+    assert rig.place({"service": 1, "link": link, "quantity": 100}).status == 201
+
+
+@pytest.mark.parametrize("case", sorted(BAD_LINKS))
+def test_the_link_check_names_link_as_the_field(rig: Rig, case: str) -> None:
+    refused = refusal(rig, {"service": 1, "link": BAD_LINKS[case], "quantity": 100})
+
+    assert refused.code == "validation_error" and refused.details == {"field": "link"}
+
+
+def assert_refused_naming_link(answer: Any, resources: Any, panel: Any) -> None:
+    from local.aws import TABLE
+
+    assert answer.status_code == 400, answer.body
+    error = json.loads(answer.body)["error"]
+    assert error["code"] == "validation_error" and error["message"].startswith("link"), error
+    assert panel.add_calls == 0
+    assert resources.client("dynamodb").scan(TableName=TABLE)["Items"] == []
