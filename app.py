@@ -272,7 +272,7 @@ def get_service(service_id: str) -> Any:
 def create_order() -> Response:
     request = current_request()
     answer = desk().place(_caller.get(), request.headers.get("idempotency-key"), body(form=True),
-                          form=request.headers.get("content-type", "").startswith("application/x-www-form"))
+                          form=http.media_type(request.headers.get("content-type")) == http.FORM)
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
 

@@ -13,6 +13,8 @@ from urllib.parse import unquote_to_bytes
 
 from chalicelib import errors
 
+JSON = "application/json"
+FORM = "application/x-www-form-urlencoded"
 MAX_BODY_BYTES = 256 * 1024
 MAX_IDS = 1000
 MAX_ID = 2**53 - 1
@@ -65,17 +67,24 @@ def parse_limit(text: str, what: str = "limit", high: int = 100) -> int:
     return number
 
 
+def media_type(content_type: str | None) -> str:
+    """The media type a Content-Type names, lower-cased and without parameters (RFC 9110 8.3.1).
+
+    `APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8` is a form. No Content-Type is JSON."""
+    return (content_type or JSON).split(";", 1)[0].strip(" \t").lower() or JSON
+
+
 def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False) -> Any:
     """JSON (or, where allowed, a form) body as Python values; size-checked."""
     raw = raw or b""
     if len(raw) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"The body is over {MAX_BODY_BYTES} bytes.")
-    media = (content_type or "application/json").split(";")[0].strip().lower()
+    media = media_type(content_type)
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise errors.ValidationError("The body is not UTF-8.") from None
-    if form and media == "application/x-www-form-urlencoded":
+    if form and media == FORM:
         return parse_form(text)
     if not text.strip():
         raise errors.ValidationError("The body is empty; a JSON object is expected.")

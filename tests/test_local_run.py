@@ -384,3 +384,25 @@ def test_answers_what_the_local_server_refuses_itself_in_the_one_error_shape_and
     assert '"FOO /balance HTTP/1.1" 405' in log
     assert '"GET /health HTTP/1.1" 400' in log and '"GET /health HTTP/1.1" 200' in log
     assert "Traceback" not in log
+
+
+def test_a_content_type_in_any_case_or_with_parameters_is_served_by_the_local_run(
+        local_run: Callable[..., LocalRun]) -> None:
+    # chalice local matches a route's content types itself (415 before the view):
+    # it must accept what the gateway reads as a form or as JSON.
+    run = local_run()
+    run.wait_ready()
+    headers = {"X-API-Key": CALLER_KEY}
+
+    form = requests.post(run.base + "/orders", data="service=1&link=https://x.com/local-form&quantity=100",
+                         headers={**headers, "Idempotency-Key": "local-form",
+                                  "Content-Type": "APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8"},
+                         timeout=HTTP_TIMEOUT)
+    json_order = requests.post(run.base + "/orders", timeout=HTTP_TIMEOUT,
+                               data=json.dumps({"service": 1, "link": "https://x.com/local-json", "quantity": 100}),
+                               headers={**headers, "Idempotency-Key": "local-json",
+                                        "Content-Type": "Application/JSON; Charset=UTF-8"})
+
+    assert (form.status_code, form.json()["quantity"]) == (201, 100), form.text
+    assert (json_order.status_code, json_order.json()["quantity"]) == (201, 100), json_order.text
+    assert run.interrupt() == 0

@@ -378,6 +378,28 @@ def test_a_json_content_type_with_a_charset_or_in_capitals_is_accepted(client: A
         assert ok(answer)["orders"][0]["id"] == order_id, media
 
 
+@pytest.mark.parametrize("media", ["APPLICATION/X-WWW-FORM-URLENCODED; charset=UTF-8",
+                                   "Application/X-Www-Form-Urlencoded", "application/x-www-form-urlencoded;charset=utf-8",
+                                   " application/x-www-form-urlencoded ; charset=\"utf-8\""])
+def test_a_form_content_type_in_any_case_or_with_parameters_is_a_form(
+        client: Any, panel: SandboxPanel, media: str) -> None:
+    answer = client.post("/orders", body=f"service=1&link={LINK}/form&quantity=100",
+                         headers={"content-type": media, "Idempotency-Key": "odd-form"})
+
+    assert ok(answer, 201)["quantity"] == 100, media
+    assert calls(panel, "add")[0]["quantity"] == "100"
+
+
+@pytest.mark.parametrize("media", ["APPLICATION/JSON; CHARSET=UTF-8", "application/json;charset=utf-8",
+                                   "Application/Json ; charset=\"utf-8\""])
+def test_a_json_content_type_in_any_case_or_with_parameters_places_an_order(
+        client: Any, panel: SandboxPanel, media: str) -> None:
+    answer = client.post("/orders", body=json.dumps({"service": 1, "link": LINK + "/json", "quantity": 100}),
+                         headers={"content-type": media, "Idempotency-Key": "odd-json"})
+
+    assert ok(answer, 201)["quantity"] == 100, media
+
+
 def test_a_repeated_query_parameter_is_refused_not_half_answered(client: Any, panel: SandboxPanel) -> None:
     # `?ids=1&ids=2` (how some tools send a list) must not answer order 2 alone.
     for path in ("/orders?ids=1&ids=2", "/refills?ids=1&ids=2", "/services?type=Poll&type=Default"):
