@@ -173,10 +173,13 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
         @functools.wraps(view)
         def handle(**params: Any) -> Response:
             try:
+                request = current_request()
+                event = request.to_original_event()
                 if not public:
-                    _caller.set(authenticate(current_request().headers.get("x-api-key")))
-                http.require_event_unicode(current_request().to_original_event())
-                _query.set(checked_query(current_request()))
+                    key = http.field_value(request.headers, event.get("multiValueHeaders"), "x-api-key")
+                    _caller.set(authenticate(key))
+                http.require_event_unicode(event)
+                _query.set(checked_query(request))
                 result = view(**params)
             except errors.GatewayError as err:
                 code, body, headers = http.error_answer(err, _request_id.get())
@@ -215,6 +218,8 @@ BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
 def authenticate(presented: str | None) -> str:
     from chalicelib.callers import identify
 
+    if presented and "," in presented:  # keys have no commas: the header came more than once
+        raise errors.Unauthorized("Send the caller key in one X-API-Key header, once.")
     name = identify(presented, secret().get().callers)
     if name is None:
         raise errors.Unauthorized("A valid X-API-Key header is required.")

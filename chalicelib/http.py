@@ -67,6 +67,21 @@ def parse_limit(text: str, what: str = "limit", high: int = 100) -> int:
     return number
 
 
+def field_value(headers: Mapping[str, str], lines: Mapping[str, list[str]] | None, name: str) -> str | None:
+    """A header's value as HTTP defines it, or None if it was not sent.
+
+    Whitespace around a value is not part of it (RFC 9110 5.5), and a field sent on
+    several lines is one value, the lines joined by ", " (5.3), so a header sent twice
+    is never taken for one sent once. API Gateway gives only the last line in
+    `headers` and every line in `multiValueHeaders` (`lines`); the local run joins them."""
+    wanted = name.lower()
+    found = [line for key, values in (lines or {}).items() if key.lower() == wanted for line in values]
+    if not found:
+        value = headers.get(wanted)
+        found = [] if value is None else [value]
+    return ", ".join(line.strip(" \t") for line in found) if found else None
+
+
 def media_type(content_type: str | None) -> str:
     """The media type a Content-Type names, lower-cased and without parameters (RFC 9110 8.3.1).
 

@@ -126,6 +126,13 @@ class Handler(ChaliceRequestHandler):
         self._routes = app_object.routes  # before the base class, which serves the request
         super().__init__(request, client_address, server, app_object=app_object, config=config)
 
+    def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
+        # chalice local's dict(headers) keeps the first line of a header sent twice
+        # and hides the rest (API Gateway lists them in multiValueHeaders): join the
+        # lines into one value, as RFC 9110 5.3 lets a recipient do.
+        _, body = super()._parse_payload()
+        return {name.lower(): ", ".join(self.headers.get_all(name, [])) for name in self.headers}, body
+
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         error = self.REFUSALS.get(code) or errors.ValidationError("The request cannot be read.")
         # A request line it could not read leaves HTTP/0.9, which has no status line or headers.

@@ -282,3 +282,12 @@ def test_each_caller_is_known_by_its_own_key(client: Any, log_lines: Any) -> Non
     assert client.get("/balance", key="sgw_nobody").status_code == 401
     callers = [line["caller"] for line in log_lines if line["logger"] == "chalicelib.access"]
     assert callers == ["alice", "bob", None]
+
+
+def test_whitespace_around_the_caller_key_header_is_not_part_of_the_key(client: Any, panel: SandboxPanel) -> None:
+    # RFC 9110 5.5: optional whitespace (spaces, tabs) around a field value is not part of it.
+    for sent in (f" {CALLER_KEY}", f"{CALLER_KEY} ", f"\t{CALLER_KEY}\t", f"  \t{CALLER_KEY} \t "):
+        answer = client.get("/balance", key=sent)
+        assert answer.status_code == 200, (repr(sent), answer.body)
+    for sent in (f"{CALLER_KEY[:8]} {CALLER_KEY[8:]}", f"{CALLER_KEY}\x0b", f"{CALLER_KEY}, {CALLER_KEY}"):
+        assert client.get("/balance", key=sent).status_code == 401, repr(sent)

@@ -396,3 +396,22 @@ def test_a_lone_surrogate_anywhere_in_a_lambda_event_is_refused_before_anything_
     assert stored_items(resources) == [] and panel.calls == []
     status, answer = invoke(gateway, lambda_event("POST", "/orders", headers=keyed, body=order))
     assert status == 201, answer
+
+
+# -- the caller key's header, as API Gateway hands it over ---------------------------------------
+
+
+def test_a_caller_key_header_sent_twice_in_a_lambda_event_is_401(gateway: Any, panel: SandboxPanel) -> None:
+    # API Gateway keeps only the last line in `headers`: "last one wins" would let a
+    # wrong first key through, and a proxy adding its own line would pick the caller.
+    for case, lines in {"the same key twice": [CALLER_KEY, CALLER_KEY],
+                        "a wrong key, then a right one": ["sgw_wrong", CALLER_KEY],
+                        "a right key, then a wrong one": [CALLER_KEY, "sgw_wrong"],
+                        "two callers' keys": [OTHER_KEY, CALLER_KEY],
+                        "names in two cases": [CALLER_KEY, CALLER_KEY]}.items():
+        names = ["X-API-Key", "x-api-key"] if case == "names in two cases" else ["X-API-Key"] * 2
+        status, answer = invoke(gateway, lambda_event("GET", "/balance", headers=list(zip(names, lines))))
+        assert (status, answer["error"]["code"]) == (401, "unauthorized"), case
+    status, answer = invoke(gateway, lambda_event("GET", "/balance", headers=[("X-API-Key", f" {CALLER_KEY}\t")]))
+    assert status == 200, answer
+    assert [name for name, _ in panel.calls] == ["balance"]

@@ -406,3 +406,30 @@ def test_a_content_type_in_any_case_or_with_parameters_is_served_by_the_local_ru
     assert (form.status_code, form.json()["quantity"]) == (201, 100), form.text
     assert (json_order.status_code, json_order.json()["quantity"]) == (201, 100), json_order.text
     assert run.interrupt() == 0
+
+
+def test_the_caller_key_header_is_read_as_http_defines_it(local_run: Callable[..., LocalRun]) -> None:
+    # http.client, because requests cannot send one header twice.
+    run = local_run()
+    run.wait_ready()
+
+    def balance(*lines: tuple[str, str]) -> int:
+        connection = http.client.HTTPConnection("127.0.0.1", run.port, timeout=HTTP_TIMEOUT)
+        try:
+            connection.putrequest("GET", "/balance")
+            for name, value in lines:
+                connection.putheader(name, value)
+            connection.endheaders()
+            answer = connection.getresponse()
+            answer.read()
+            return answer.status
+        finally:
+            connection.close()
+
+    assert balance(("X-API-Key", CALLER_KEY)) == 200
+    assert balance(("X-API-Key", f" {CALLER_KEY} \t")) == 200  # OWS is not part of the value
+    # chalice local's dict(headers) kept the first line and hid the second
+    assert balance(("X-API-Key", CALLER_KEY), ("X-API-Key", "sgw_wrong")) == 401
+    assert balance(("X-API-Key", "sgw_wrong"), ("X-API-Key", CALLER_KEY)) == 401
+    assert balance(("X-API-Key", CALLER_KEY), ("x-api-key", CALLER_KEY)) == 401
+    assert run.interrupt() == 0
