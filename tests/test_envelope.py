@@ -415,3 +415,26 @@ def test_a_caller_key_header_sent_twice_in_a_lambda_event_is_401(gateway: Any, p
     status, answer = invoke(gateway, lambda_event("GET", "/balance", headers=[("X-API-Key", f" {CALLER_KEY}\t")]))
     assert status == 200, answer
     assert [name for name, _ in panel.calls] == ["balance"]
+
+
+def test_an_idempotency_key_sent_twice_is_one_key_made_of_both_lines_deployed_as_locally(
+        gateway: Any, panel: SandboxPanel) -> None:
+    # API Gateway's `headers` holds only the last line; taking it would make a request
+    # with two keys replay (or block) the order of the second key alone.
+    def place(*keys: str) -> tuple[int, dict[str, Any]]:
+        lines = [("X-API-Key", CALLER_KEY), ("Content-Type", "application/json"),
+                 *(("Idempotency-Key", key) for key in keys)]
+        link = "https://www.instagram.com/p/" + "-".join(keys) + "/"  # the sandbox refuses a busy link
+        order = {"service": 1, "link": link, "quantity": 100}
+        return invoke(gateway, lambda_event("POST", "/orders", headers=lines, body=json.dumps(order)))
+
+    # given an order placed under the key "k2" alone
+    assert place("k2")[0] == 201
+    # when the same order comes with the header twice, then again
+    status, first = place("k1", "k2")
+    again_status, again = place("k1", "k2")
+
+    # then both lines form the key: a new order under "k1, k2", replayed the second time
+    assert (status, first["idempotency_key"]) == (201, "k1, k2")
+    assert (again_status, again["id"]) == (201, first["id"])
+    assert panel.add_calls == 2
