@@ -152,6 +152,7 @@ class SandboxPanel:
         self._add_calls = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
+        self._released = threading.Event()  # set: every delay now being served ends
 
     # -- running -------------------------------------------------------------
 
@@ -169,6 +170,7 @@ class SandboxPanel:
         server, thread = self._server, self._thread
         if server is None:
             return
+        self.release_delays()  # a stalled handler must not outlive the panel
         server.shutdown()
         server.close_all()
         if thread is not None:
@@ -235,6 +237,14 @@ class SandboxPanel:
         with self._lock:
             self._faults.append(_Fault(action, fault, times, seconds, after_commit, text))
 
+    def release_delays(self) -> None:
+        """End every `delay` fault now being served, as if its time were up. A test that
+        must see a timeout can stall the panel far longer than the timeout and still not
+        wait for the stall; stop() does this too."""
+        with self._lock:
+            released, self._released = self._released, threading.Event()
+        released.set()
+
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
@@ -258,6 +268,7 @@ class SandboxPanel:
                     link = params["link"]
                     self._add_calls_by_link[link] = self._add_calls_by_link.get(link, 0) + 1
             fault = self._take_fault(action)
+            released = self._released
 
         if fault is None:
             return self._json_reply(self._answer(params, commit=True))
@@ -265,10 +276,10 @@ class SandboxPanel:
             # Before the commit the client may give up with nothing placed; after it, the
             # order exists although the client never hears so (upstream-api.md, last section).
             if not fault.after_commit:
-                time.sleep(fault.seconds)
+                released.wait(fault.seconds)
             reply = self._json_reply(self._answer(params, commit=True))
             if fault.after_commit:
-                time.sleep(fault.seconds)
+                released.wait(fault.seconds)
             return reply
         answer = self._answer(params, commit=fault.after_commit) if (
             fault.after_commit or fault.kind == "truncated_json") else b""

@@ -21,6 +21,14 @@ from sandbox import DEFAULT_KEY, SandboxPanel
 
 CALLER_KEY = "sgw_test_caller_key_0123456789"
 OTHER_KEY = "sgw_test_other_caller_key_9876"
+# The gateway's panel timeout in tests: the production default, so that no test that
+# is not about timing can time out on a loaded machine. A test that must see the panel
+# time out stalls it for STALL seconds against SHORT_TIMEOUT (set_panel_timeout), which
+# then applies only to the stalled calls: the stall outlasts the timeout under any
+# load, and the panel's stop() ends it, so the test waits only for the timeout.
+DEFAULT_TIMEOUT = 10.0
+SHORT_TIMEOUT = 1.0
+STALL = 30.0
 
 
 @pytest.fixture(scope="session")

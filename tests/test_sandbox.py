@@ -19,6 +19,7 @@ import requests
 
 from sandbox import DEFAULT_KEY, SandboxPanel, catalogue
 from sandbox.catalogue import RULES, TYPES
+from tests.conftest import DEFAULT_TIMEOUT, SHORT_TIMEOUT, STALL
 
 LINK = "https://instagram.com/sandbox"
 FIRST = 23501
@@ -31,7 +32,7 @@ def panel() -> Iterator[SandboxPanel]:
         yield started
 
 
-def post(panel: SandboxPanel, timeout: float = 5, **params: str) -> requests.Response:
+def post(panel: SandboxPanel, timeout: float = DEFAULT_TIMEOUT, **params: str) -> requests.Response:
     return requests.post(panel.url, data={"key": DEFAULT_KEY, **params}, timeout=timeout)
 
 
@@ -64,7 +65,7 @@ def test_balance_answers_money_as_a_string_with_its_currency(panel: SandboxPanel
 
 def test_a_missing_or_wrong_key_is_refused_with_http_200(panel: SandboxPanel) -> None:
     for data in ({"action": "balance"}, {"action": "balance", "key": "wrong"}):
-        answer = requests.post(panel.url, data=data, timeout=5)
+        answer = requests.post(panel.url, data=data, timeout=DEFAULT_TIMEOUT)
         assert (answer.status_code, answer.json()) == (200, {"error": "Invalid API key"})
 
 
@@ -74,27 +75,27 @@ def test_an_unknown_or_missing_action_is_an_incorrect_request(panel: SandboxPane
 
 
 def test_get_is_an_incorrect_request(panel: SandboxPanel) -> None:
-    answer = requests.get(panel.url, timeout=5)
+    answer = requests.get(panel.url, timeout=DEFAULT_TIMEOUT)
     assert (answer.status_code, answer.json()) == (200, {"error": "Incorrect request"})
 
 
 def test_other_paths_answer_an_html_404(panel: SandboxPanel) -> None:
     answer = requests.post(panel.url.replace("/api/v2", "/api/v3"), data={"key": DEFAULT_KEY},
-                           timeout=5)
+                           timeout=DEFAULT_TIMEOUT)
     assert answer.status_code == 404
     assert answer.headers["Content-Type"].startswith("text/html")
 
 
 def test_a_json_object_body_is_accepted_like_a_form(panel: SandboxPanel) -> None:
     answer = requests.post(panel.url, json={"key": DEFAULT_KEY, "action": "add", "service": 1,
-                                            "link": LINK, "quantity": 100}, timeout=5)
+                                            "link": LINK, "quantity": 100}, timeout=DEFAULT_TIMEOUT)
     assert answer.json() == {"order": FIRST}
 
 
 def test_connections_are_kept_alive_and_every_answer_has_a_content_length(
         panel: SandboxPanel) -> None:
     parts = urlsplit(panel.url)
-    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=DEFAULT_TIMEOUT)
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     try:
         sockets = []
@@ -113,7 +114,7 @@ def test_connections_are_kept_alive_and_every_answer_has_a_content_length(
 def test_the_key_is_never_echoed_nor_recorded() -> None:
     key = "k3y-that-must-not-leak"
     with SandboxPanel(api_key=key, clock=None) as panel:
-        texts = [requests.post(panel.url, data={"key": key, **params}, timeout=5).text
+        texts = [requests.post(panel.url, data={"key": key, **params}, timeout=DEFAULT_TIMEOUT).text
                  for params in ({"action": "balance"}, {"action": "add", "service": "1",
                                 "link": LINK, "quantity": "100"},
                                 {"action": "status", "orders": f"{FIRST},abc"},
@@ -496,23 +497,40 @@ def test_an_unknown_refill_is_not_found(panel: SandboxPanel) -> None:
 
 
 def test_a_delay_before_commit_places_the_order_only_after_the_wait(panel: SandboxPanel) -> None:
-    panel.inject("add", "delay", seconds=0.6)
+    panel.inject("add", "delay", seconds=STALL)
     with pytest.raises(requests.Timeout):
-        post(panel, timeout=0.2, action="add", service="1", link=LINK, quantity="100")
+        post(panel, timeout=SHORT_TIMEOUT, action="add", service="1", link=LINK, quantity="100")
     assert panel.orders == {}
-    deadline = time.monotonic() + 3
+    panel.release_delays()  # the wait is over
+    deadline = time.monotonic() + DEFAULT_TIMEOUT
     while not panel.orders and time.monotonic() < deadline:
-        time.sleep(0.05)
+        time.sleep(0.01)
     assert list(panel.orders) == [FIRST]
 
 
 def test_a_delay_after_commit_places_the_order_while_the_client_times_out(
         panel: SandboxPanel) -> None:
-    panel.inject("add", "delay", seconds=1.0, after_commit=True)
+    panel.inject("add", "delay", seconds=STALL, after_commit=True)
     with pytest.raises(requests.Timeout):
-        post(panel, timeout=0.2, action="add", service="1", link=LINK, quantity="100")
+        post(panel, timeout=SHORT_TIMEOUT, action="add", service="1", link=LINK, quantity="100")
     assert list(panel.orders) == [FIRST]
     assert panel.balance == Decimal("999.91000")
+
+
+def test_stop_ends_a_delay_being_served(panel: SandboxPanel) -> None:
+    before = set(threading.enumerate())
+    panel.inject("balance", "delay", seconds=STALL)
+    with pytest.raises(requests.Timeout):
+        post(panel, timeout=SHORT_TIMEOUT, action="balance")
+    stalled = set(threading.enumerate()) - before
+    assert stalled, "no thread served the delayed request"
+
+    panel.stop()
+
+    deadline = time.monotonic() + DEFAULT_TIMEOUT  # a third of the stall
+    while any(t.is_alive() for t in stalled) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not any(t.is_alive() for t in stalled)
 
 
 def test_a_short_delay_still_answers_normally(panel: SandboxPanel) -> None:
@@ -672,5 +690,5 @@ def test_stop_closes_the_port_and_the_url_keeps_its_shape() -> None:
     assert url == panel.url and url.startswith("http://127.0.0.1:") and url.endswith("/api/v2")
     panel.stop()
     with pytest.raises(requests.ConnectionError):
-        requests.post(url, data={"key": DEFAULT_KEY, "action": "balance"}, timeout=1)
+        requests.post(url, data={"key": DEFAULT_KEY, "action": "balance"}, timeout=DEFAULT_TIMEOUT)
     assert panel.balance == Decimal("1000")
