@@ -75,7 +75,7 @@ class LocalRun:
                 pytest.fail(f"local.run exited with {self.process.returncode} before it was ready:\n"
                             f"{self.output()}\n{self.errors()}")
             try:
-                if requests.get(self.base + "/health", timeout=1).status_code == 200:
+                if requests.get(self.base + "/health", timeout=HTTP_TIMEOUT).status_code == 200:
                     return
             except requests.ConnectionError:
                 pass
@@ -298,11 +298,12 @@ def test_uses_the_panel_in_smm_api_url_and_starts_no_sandbox(
 def test_honours_smm_timeout_seconds_even_when_the_chalice_config_sets_one(
         local_run: Callable[..., LocalRun], panel: SandboxPanel, tmp_path: Path) -> None:
     # given a config that sets the default (`chalice local` copies its variables over
-    # the environment) and a panel answering after 4 s: within 10 s, not within 2 s
+    # the environment) and a panel answering after 8 s: within 10 s, not within 3 s
+    # (5 s past the timeout asked for: a margin that holds on a loaded machine)
     project = project_copy(tmp_path / "project", {"SMM_TIMEOUT_SECONDS": "10"})
-    panel.inject("balance", "delay", seconds=4)
+    panel.inject("balance", "delay", seconds=8)
     run = local_run(project=project, SMM_API_URL=panel.url, SMM_API_KEY="other-key",
-                    SMM_TIMEOUT_SECONDS="2")
+                    SMM_TIMEOUT_SECONDS="3")
     run.wait_ready()
 
     with ThreadPoolExecutor(1) as pool:
