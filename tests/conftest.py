@@ -36,7 +36,7 @@ def aws() -> Iterator[EmbeddedAws]:
     embedded = EmbeddedAws().start()
     os.environ.update(embedded.environ())
     os.environ.update({"GATEWAY_TABLE": TABLE, "GATEWAY_SECRET_ID": SECRET_ID,
-                       "SMM_TIMEOUT_SECONDS": "1", "CATALOGUE_TTL_SECONDS": "300"})
+                       "SMM_TIMEOUT_SECONDS": str(DEFAULT_TIMEOUT), "CATALOGUE_TTL_SECONDS": "300"})
     yield embedded
     embedded.stop()
 
@@ -67,6 +67,15 @@ def gateway(resources: EmbeddedAws) -> Iterator[Any]:
     fresh_containers(gateway_app)
     yield gateway_app
     fresh_containers(gateway_app)
+
+
+def set_panel_timeout(gateway: Any, monkeypatch: pytest.MonkeyPatch, seconds: float = SHORT_TIMEOUT) -> None:
+    """From now on the gateway's panel calls time out after `seconds`, except the
+    catalogue's: it is fetched first, under the timeout so far, so a short timeout
+    applies to the calls a test stalls and not to a 300-service download."""
+    gateway.catalogue().snapshot()
+    monkeypatch.setenv("SMM_TIMEOUT_SECONDS", str(seconds))
+    fresh_containers(gateway, keep=KEPT_ACROSS_TESTS | {"catalogue"})
 
 
 @pytest.fixture
@@ -109,13 +118,13 @@ def log_lines() -> Iterator[LogLines]:
 KEPT_ACROSS_TESTS = frozenset({"boto_client", "schemas"})
 
 
-def fresh_containers(gateway_app: Any) -> None:
+def fresh_containers(gateway_app: Any, keep: frozenset[str] = KEPT_ACROSS_TESTS) -> None:
     """Drop what a Lambda container caches, but keep its boto3 clients (they point at
     the session's one moto server, and building them is most of a test's setup time)
     and the compiled spec (it depends on nothing a test changes)."""
     for name in dir(gateway_app):
         getter = getattr(gateway_app, name)
-        if name not in KEPT_ACROSS_TESTS and callable(getattr(getter, "cache_clear", None)):
+        if name not in keep and callable(getattr(getter, "cache_clear", None)):
             getter.cache_clear()
 
 

@@ -19,6 +19,7 @@ from chalicelib.store import DynamoStore
 from chalicelib.upstream import PanelClient, PanelConfig
 from local.aws import TABLE
 from sandbox import DEFAULT_KEY
+from tests.conftest import DEFAULT_TIMEOUT
 
 START = 1_800_000_000.0
 _SCHEMAS: list[Schemas] = []
@@ -72,13 +73,16 @@ def schemas() -> Schemas:
     return _SCHEMAS[0]
 
 
-def make_rig(aws: Any, panel_url: str, *, timeout: float = 0.5, session: requests.Session | None = None,
-             **policy: Any) -> Rig:
+def make_rig(aws: Any, panel_url: str, *, timeout: float = DEFAULT_TIMEOUT,
+             session: requests.Session | None = None, **policy: Any) -> Rig:
+    """A desk whose panel calls time out after `timeout`; its catalogue is read with
+    the default timeout, so a short one applies only to the calls a test stalls."""
     clock, upstream = Clock(), Upstream(panel_url)
     client = PanelClient(session or requests.Session(), upstream, timeout=timeout, sleep=lambda _: None)
+    services = PanelClient(requests.Session(), upstream, timeout=DEFAULT_TIMEOUT, sleep=lambda _: None).services
     dynamodb = aws.new_client("dynamodb")  # its own: faults are hooked into it
     settings = Policy(**{"lease_seconds": 60.0, **policy})
-    catalogue = Catalogue(client.services)
+    catalogue = Catalogue(services)
     desk = OrderDesk(client, catalogue, DynamoStore(dynamodb, TABLE), schemas(), settings,
                      clock=clock, currency=AccountCurrency(client.balance, clock=clock))
     return Rig(desk, clock, upstream, dynamodb, settings, catalogue)

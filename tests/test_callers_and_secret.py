@@ -20,7 +20,7 @@ from chalicelib.secret import SecretSource, parse_secret
 from chalicelib.upstream import PanelClient
 from local.aws import SECRET_ID, EmbeddedAws, write_secret
 from sandbox import DEFAULT_KEY, SandboxPanel
-from tests.conftest import CALLER_KEY, OTHER_KEY
+from tests.conftest import CALLER_KEY, DEFAULT_TIMEOUT, OTHER_KEY
 
 MAX_AGE = 60.0
 GET_SECRET = "before-call.secrets-manager.GetSecretValue"
@@ -247,7 +247,7 @@ def test_a_rotated_panel_key_reaches_the_panel_client_after_the_max_age(
         rotated_panel: SandboxPanel) -> None:
     # given the panel's key was rotated and the secret still holds the old one
     rotate(secretsmanager, secret_id, rotated_panel.url, DEFAULT_KEY, [])
-    client = PanelClient(requests.Session(), source.panel, timeout=5, sleep=lambda _: None)
+    client = PanelClient(requests.Session(), source.panel, timeout=DEFAULT_TIMEOUT, sleep=lambda _: None)
     with pytest.raises(errors.UpstreamAuthFailed):
         client.balance()
 

@@ -19,6 +19,7 @@ from chalicelib.catalogue import Catalogue
 from chalicelib.upstream import PanelClient, PanelConfig
 from sandbox import DEFAULT_KEY, SandboxPanel
 from sandbox import Catalogue as SandboxCatalogue
+from tests.conftest import DEFAULT_TIMEOUT
 from tests.loopback import scripted_server
 
 TTL = 300.0
@@ -50,7 +51,7 @@ def clock() -> ManualClock:
 
 
 def panel_client(url: str, sleeps: list[float]) -> PanelClient:
-    return PanelClient(requests.Session(), lambda: PanelConfig(url, DEFAULT_KEY), timeout=5,
+    return PanelClient(requests.Session(), lambda: PanelConfig(url, DEFAULT_KEY), timeout=DEFAULT_TIMEOUT,
                        sleep=sleeps.append)
 
 

@@ -22,7 +22,7 @@ from openapi_spec_validator.validation import OpenAPIV2SpecValidator
 
 from sandbox import DEFAULT_KEY, SandboxPanel
 from tests import contract
-from tests.conftest import Api
+from tests.conftest import DEFAULT_TIMEOUT, STALL, Api, set_panel_timeout
 
 ROOT = Path(__file__).resolve().parent.parent
 LINK = "https://www.instagram.com/p/contract/"
@@ -240,7 +240,7 @@ def test_bodies_are_checked_against_the_spec_naming_the_field_path(client: Api) 
 
 
 def test_every_route_answers_as_documented_on_its_success_and_error_paths(
-        client: Api, panel: SandboxPanel) -> None:
+        client: Api, panel: SandboxPanel, gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     send = Seen(client)
     key = {"Idempotency-Key": "contract-1"}
     order = {"service": 1, "link": LINK, "quantity": 100}
@@ -272,11 +272,15 @@ def test_every_route_answers_as_documented_on_its_success_and_error_paths(
     send("POST", "/orders", 402, json_body={**order, "link": LINK + "poor/"},
          headers={"Idempotency-Key": "contract-6"})
     panel.set_balance(Decimal("100"))
-    panel.inject("add", "delay", seconds=1.5, after_commit=True)  # the gateway waits 1 s in tests
+    set_panel_timeout(gateway, monkeypatch)  # the panel times out only while it stalls
+    panel.inject("add", "delay", seconds=STALL, after_commit=True)
     send("POST", "/orders", 504, json_body={**order, "link": LINK + "slow/"},
          headers={"Idempotency-Key": "contract-7"})
     send("POST", "/orders", 409, json_body={**order, "link": LINK + "slow/"},
          headers={"Idempotency-Key": "contract-7"})
+    panel.inject("cancel", "delay", seconds=STALL)
+    send("POST", f"/orders/{created['id']}/cancel", 504)
+    set_panel_timeout(gateway, monkeypatch, DEFAULT_TIMEOUT)
     panel.inject("add", "html_502")
     send("POST", "/orders", 502, json_body={**order, "link": LINK + "garbled/"},
          headers={"Idempotency-Key": "contract-8"})
@@ -307,8 +311,6 @@ def test_every_route_answers_as_documented_on_its_success_and_error_paths(
     send("POST", "/orders/424242/cancel", 404)
     send("POST", "/orders/cancel", 200, json_body={"orders": [done, 424242]})
     send("POST", "/orders/cancel", 413, body=b'{"orders": [1], "pad": "' + b"x" * 300_000 + b'"}')
-    panel.inject("cancel", "delay", seconds=1.5)
-    send("POST", f"/orders/{done}/cancel", 504)
     panel.inject("balance", "html_502", times=3)
     send("GET", "/balance", 502)
     panel.stop()

@@ -113,6 +113,13 @@ def test_invalid_orders_are_refused_naming_the_field_and_nothing_is_sent(
     assert panel.add_calls == 0 and rig.items() == []
 
 
+def test_a_panel_slowed_by_a_loaded_machine_does_not_turn_a_refusal_into_a_timeout(
+        rig: Rig, panel: Any) -> None:
+    panel.inject("services", "delay", seconds=1.2)  # slower than the 0.5 s the rig once had
+
+    assert refusal(rig, {"service": 1, "link": LINK, "quantity": 10001}).code == "quantity_out_of_range"
+
+
 @pytest.mark.parametrize("body", [[], "text", 17, None, {"service": {"$gt": 1}}])
 def test_a_body_that_is_not_an_order_object_is_refused(rig: Rig, panel: Any, body: Any) -> None:
     assert refusal(rig, body).code == "validation_error"

@@ -17,6 +17,7 @@ import pytest
 
 from chalicelib import errors
 from local.aws import free_port
+from tests.conftest import SHORT_TIMEOUT, STALL
 from tests.loopback import tls_breaking_server, trickling_server, trusted_tls
 from tests.ordering_kit import DynamoFault, Rig, default_order, make_rig
 
@@ -305,9 +306,11 @@ def test_thirty_two_racing_retries_place_exactly_one_order_each_round(rig: Rig, 
 # -- unknown outcomes ----------------------------------------------------------------
 
 
-def test_read_timeout_after_the_panel_took_the_order_is_an_unknown_outcome_forever(rig: Rig, panel: Any) -> None:
+def test_read_timeout_after_the_panel_took_the_order_is_an_unknown_outcome_forever(
+        resources: Any, panel: Any) -> None:
     # given the panel places the order, then answers after the gateway gave up
-    panel.inject("add", "delay", seconds=1.5, after_commit=True)
+    rig = make_rig(resources, panel.url, timeout=SHORT_TIMEOUT)
+    panel.inject("add", "delay", seconds=STALL, after_commit=True)
 
     first = outcome(lambda: rig.place(default_order()))
 

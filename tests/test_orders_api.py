@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import OTHER_KEY, Api
+from tests.conftest import OTHER_KEY, STALL, Api, set_panel_timeout
 
 LINK = "https://www.instagram.com/p/api/"
 FORM = {"content-type": "application/x-www-form-urlencoded"}
@@ -69,8 +69,10 @@ def test_key_reused_with_another_body_is_422(client: Api, panel: Any) -> None:
     assert panel.add_calls == 1
 
 
-def test_timeout_answers_504_outcome_unknown_and_retries_409(client: Api, panel: Any) -> None:
-    panel.inject("add", "delay", seconds=1.5, after_commit=True)  # the gateway's timeout is 1 s in tests
+def test_timeout_answers_504_outcome_unknown_and_retries_409(
+        client: Api, panel: Any, gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_panel_timeout(gateway, monkeypatch)
+    panel.inject("add", "delay", seconds=STALL, after_commit=True)
 
     first = place(client, order())
     retry = place(client, order())
@@ -80,6 +82,12 @@ def test_timeout_answers_504_outcome_unknown_and_retries_409(client: Api, panel:
     assert panel.add_calls == 1
     listed = client.get("/orders?state=unknown").json_body["orders"]
     assert [entry["idempotency_key"] for entry in listed] == ["k-1"]
+
+
+def test_a_panel_slowed_by_a_loaded_machine_is_waited_for(client: Api, panel: Any) -> None:
+    panel.inject("services", "delay", seconds=1.2)  # slower than the 1 s the suite once had
+
+    assert place(client, order()).status_code == 201
 
 
 @pytest.mark.parametrize("body, status, code", [

@@ -18,7 +18,7 @@ import requests
 from chalicelib.callers import record_for
 from local.aws import EmbeddedAws, write_secret
 from sandbox import DEFAULT_KEY, SandboxPanel
-from tests.conftest import CALLER_KEY, OTHER_KEY
+from tests.conftest import CALLER_KEY, DEFAULT_TIMEOUT, OTHER_KEY, STALL, set_panel_timeout
 
 LINK = "https://instagram.com/p/routes"
 STATUS_FIELDS = {"id", "status", "state", "charge", "start_count", "remains", "currency"}
@@ -31,7 +31,7 @@ def place(panel: SandboxPanel, service: int = 1, link: str = LINK, quantity: int
           **extra: str) -> int:
     """An order placed directly on the sandbox."""
     answer = requests.post(panel.url, data={"key": DEFAULT_KEY, "action": "add", "service": str(service),
-                                            "link": link, "quantity": str(quantity), **extra}, timeout=5)
+                                            "link": link, "quantity": str(quantity), **extra}, timeout=DEFAULT_TIMEOUT)
     return int(answer.json()["order"])
 
 
@@ -462,18 +462,11 @@ def test_an_unreachable_panel_is_503(client: Any, closed_port_secret: None) -> N
     error(client.get("/balance"), 503, "upstream_unavailable")
 
 
-@pytest.fixture
-def short_timeout(gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The chalice test client runs each request under .chalice/config.json's environment
-    # (SMM_TIMEOUT_SECONDS=10), so the panel client is built before, with a short timeout.
-    monkeypatch.setenv("SMM_TIMEOUT_SECONDS", "0.3")
-    gateway.panel()
-
-
 def test_a_panel_slower_than_the_timeout_is_504_and_not_retried(
-        client: Any, panel: SandboxPanel, short_timeout: None) -> None:
-    panel.inject("status", "delay", seconds=0.8)
+        client: Any, panel: SandboxPanel, gateway: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    set_panel_timeout(gateway, monkeypatch)
+    panel.inject("status", "delay", seconds=STALL)
     error(client.get("/orders/23501"), 504, "upstream_timeout")
-    panel.inject("refill", "delay", seconds=0.8)
+    panel.inject("refill", "delay", seconds=STALL)
     error(client.post("/orders/23501/refill"), 504, "upstream_timeout")
     assert len(calls(panel, "status")) == len(calls(panel, "refill")) == 1

@@ -18,12 +18,10 @@ import requests
 from chalicelib import errors
 from chalicelib.upstream import PanelClient, PanelConfig, panel_error
 from sandbox import DEFAULT_KEY, SandboxPanel
+from tests.conftest import DEFAULT_TIMEOUT, SHORT_TIMEOUT, STALL
 from tests.loopback import scripted_server, tls_breaking_server, trickling_server, trusted_tls
 
 LINK = "https://instagram.com/p/upstream-test"
-TIMEOUT = 2.0
-SHORT_TIMEOUT = 0.3  # for the slow-answer tests; the sandbox then waits SLOW seconds
-SLOW = 0.8
 READ_FAULTS = ("html_502", "html_200", "truncated_json", "reset", "http_500")
 
 
@@ -33,7 +31,7 @@ def sleeps() -> list[float]:
 
 
 def panel_client(panel: SandboxPanel, sleeps: list[float], *, url: str | None = None,
-                 key: str = DEFAULT_KEY, timeout: float = TIMEOUT,
+                 key: str = DEFAULT_KEY, timeout: float = DEFAULT_TIMEOUT,
                  session: requests.Session | None = None, **options: Any) -> PanelClient:
     options.setdefault("jitter", lambda: 1.0)
     return PanelClient(session or requests.Session(), lambda: PanelConfig(url or panel.url, key),
@@ -373,7 +371,7 @@ def test_refill_and_cancel_are_never_retried(upstream: PanelClient, panel: Sandb
 def test_an_answer_slower_than_the_timeout_is_a_timeout_and_not_retried(
         panel: SandboxPanel, sleeps: list[float]) -> None:
     upstream = panel_client(panel, sleeps, timeout=SHORT_TIMEOUT)
-    panel.inject("balance", "delay", seconds=SLOW)
+    panel.inject("balance", "delay", seconds=STALL)
     with pytest.raises(errors.UpstreamTimeout) as raised:
         upstream.balance()
     assert (raised.value.status, raised.value.code) == (504, "upstream_timeout")
@@ -382,7 +380,7 @@ def test_an_answer_slower_than_the_timeout_is_a_timeout_and_not_retried(
 
 def test_a_slow_add_is_a_timeout_sent_exactly_once(panel: SandboxPanel, sleeps: list[float]) -> None:
     upstream = panel_client(panel, sleeps, timeout=SHORT_TIMEOUT)
-    panel.inject("add", "delay", seconds=SLOW, after_commit=True)
+    panel.inject("add", "delay", seconds=STALL, after_commit=True)
     with pytest.raises(errors.UpstreamTimeout):
         place(upstream)
     assert panel.add_calls == 1 and sleeps == []
