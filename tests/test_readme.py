@@ -19,10 +19,11 @@ import pytest
 
 from local.run import DEV_KEY
 from sandbox import SandboxPanel
-from tests.test_local_run import CALLER_KEY, HTTP_TIMEOUT, LocalRun, local_run, panel  # noqa: F401 (fixtures)
+from tests.test_local_run import CALLER_KEY, LocalRun, local_run, panel  # noqa: F401 (fixtures)
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SETUP = f'K="X-API-Key: {DEV_KEY}"; G=http://127.0.0.1:8000'  # what a fresh `make run` serves
+STEP_WITHIN = 30.0  # seconds for bash, curl and one gateway call: only a hang should fail
 
 
 def readme_session() -> list[str]:
@@ -47,7 +48,7 @@ def curl(run: LocalRun, command: str) -> tuple[int, Any]:
     """Run one README command in bash, with K and G pointing at `run`; its status and JSON."""
     setup = f"K={shlex.quote('X-API-Key: ' + CALLER_KEY)}; G={run.base}"
     done = subprocess.run(["bash", "-c", f"{setup}\n{command} -sS -w '\\n%{{http_code}}'"],
-                          capture_output=True, text=True, timeout=HTTP_TIMEOUT, check=False)
+                          capture_output=True, text=True, timeout=STEP_WITHIN, check=False)
     assert done.returncode == 0, f"{command}\n{done.stderr}"
     body, _, status = done.stdout.rpartition("\n")
     return int(status), json.loads(body)
