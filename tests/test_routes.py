@@ -31,7 +31,8 @@ def place(panel: SandboxPanel, service: int = 1, link: str = LINK, quantity: int
           **extra: str) -> int:
     """An order placed directly on the sandbox."""
     answer = requests.post(panel.url, data={"key": DEFAULT_KEY, "action": "add", "service": str(service),
-                                            "link": link, "quantity": str(quantity), **extra}, timeout=DEFAULT_TIMEOUT)
+                                            "link": link, "quantity": str(quantity), **extra},
+                           timeout=DEFAULT_TIMEOUT)
     return int(answer.json()["order"])
 
 
