@@ -76,9 +76,8 @@ def test_every_readme_curl_example_succeeds_top_to_bottom_on_a_fresh_run(
             assert [item for item in answer.get(listed, []) if "error" in item] == [], (step, answer)
         if "zap-run-4711" in step:
             shown = readme_order_answer()
-            # `created_at` is the time of the run; `currency` is null until the
-            # POST /orders answers carry the account currency (issue 9, item 14).
-            ignored = {"created_at", "currency"}
+            # `created_at` is the time of the run; everything else, currency included, is as shown.
+            ignored = {"created_at"}
             assert {k: v for k, v in answer.items() if k not in ignored} == \
                 {k: v for k, v in shown.items() if k not in ignored}, step
             assert answer.keys() == shown.keys()
