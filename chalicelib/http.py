@@ -67,19 +67,22 @@ def parse_limit(text: str, what: str = "limit", high: int = 100) -> int:
     return number
 
 
-def field_value(headers: Mapping[str, str], lines: Mapping[str, list[str]] | None, name: str) -> str | None:
-    """A header's value as HTTP defines it, or None if it was not sent.
+def field_value(headers: Mapping[str, str], lines: Mapping[str, list[str]] | None, name: str,
+                refused: type[errors.GatewayError] = errors.ValidationError) -> str | None:
+    """A header's value, or None if it was not sent; one sent on more than one line is `refused`.
 
-    Whitespace around a value is not part of it (RFC 9110 5.5), and a field sent on
-    several lines is one value, the lines joined by ", " (5.3), so a header sent twice
-    is never taken for one sent once. API Gateway gives only the last line in
-    `headers` and every line in `multiValueHeaders` (`lines`); the local run joins them."""
+    Whitespace around a value is not part of it (RFC 9110 5.5). A header sent twice is
+    decided by its lines, never guessed from a comma: HTTP would read the lines as one
+    value joined by ", " (5.3), a new key for a tool that later retries with one line.
+    API Gateway gives only the last line in `headers` and every line in
+    `multiValueHeaders` (`lines`), and so does the local run."""
     wanted = name.lower()
     found = [line for key, values in (lines or {}).items() if key.lower() == wanted for line in values]
-    if not found:
-        value = headers.get(wanted)
-        found = [] if value is None else [value]
-    return ", ".join(line.strip(" \t") for line in found) if found else None
+    if not found and (value := headers.get(wanted)) is not None:
+        found = [value]
+    if len(found) > 1:
+        raise refused(f"Send the {name} header once; it came {len(found)} times.", details={"field": name})
+    return found[0].strip(" \t") if found else None
 
 
 def media_type(content_type: str | None) -> str:

@@ -13,11 +13,12 @@ import os
 import socket
 import sys
 from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
-from chalice.local import ChaliceRequestHandler, ForbiddenError, LocalGatewayException, RouteMatcher
-from chalice.local import ThreadedHTTPServer
+from chalice.local import ChaliceRequestHandler, ForbiddenError, LambdaEventConverter, LocalGateway
+from chalice.local import LocalGatewayException, RouteMatcher, ThreadedHTTPServer
 
 from chalicelib import errors, http
 from chalicelib.callers import record_for
@@ -103,6 +104,29 @@ class Server(ThreadedHTTPServer):
     request_queue_size = socket.SOMAXCONN
 
 
+class HeaderLines(dict[str, str]):
+    """A request's headers as API Gateway hands them over: the last line of each by its
+    lower-cased name, and every line in `lines` (the event's `multiValueHeaders`)."""
+
+    def __init__(self, lines: dict[str, list[str]]) -> None:
+        super().__init__({name: values[-1] for name, values in lines.items()})
+        self.lines = lines
+
+
+class EventConverter(LambdaEventConverter):
+    """chalice local's Lambda event, with the `multiValueHeaders` API Gateway adds.
+
+    Its own keeps one line of a header sent twice and hides the rest, so a rule about
+    repeated headers (chalicelib.http.field_value) would hold deployed and not here."""
+
+    def create_lambda_event(self, method: str, path: str, headers: dict[str, str],
+                            body: bytes | None = None) -> dict[str, Any]:
+        event = super().create_lambda_event(method, path, headers, body)
+        if isinstance(headers, HeaderLines):
+            event["multiValueHeaders"] = headers.lines
+        return event
+
+
 class Handler(ChaliceRequestHandler):
     """`chalice local`'s handler, with what it answers by itself in the one error shape.
 
@@ -123,15 +147,19 @@ class Handler(ChaliceRequestHandler):
     }
 
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
-        self._routes = app_object.routes  # before the base class, which serves the request
-        super().__init__(request, client_address, server, app_object=app_object, config=config)
+        # ChaliceRequestHandler.__init__, with an event converter that keeps every header line.
+        self._routes = app_object.routes
+        self.local_gateway = LocalGateway(app_object, config)
+        self.local_gateway.event_converter = EventConverter(RouteMatcher(list(app_object.routes)),
+                                                            app_object.api.binary_types)
+        BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
     def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
-        # chalice local's dict(headers) keeps the first line of a header sent twice
-        # and hides the rest (API Gateway lists them in multiValueHeaders): join the
-        # lines into one value, as RFC 9110 5.3 lets a recipient do.
         _, body = super()._parse_payload()
-        return {name.lower(): ", ".join(self.headers.get_all(name, [])) for name in self.headers}, body
+        lines: dict[str, list[str]] = {}
+        for name, value in self.headers.items():
+            lines.setdefault(name.lower(), []).append(value)
+        return HeaderLines(lines), body
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
         error = self.REFUSALS.get(code) or errors.ValidationError("The request cannot be read.")

@@ -409,23 +409,25 @@ def test_a_content_type_in_any_case_or_with_parameters_is_served_by_the_local_ru
     assert run.interrupt() == 0
 
 
-def test_the_caller_key_header_is_read_as_http_defines_it(local_run: Callable[..., LocalRun]) -> None:
+def test_a_header_sent_twice_is_decided_by_its_lines_as_deployed(local_run: Callable[..., LocalRun]) -> None:
     # http.client, because requests cannot send one header twice.
     run = local_run()
     run.wait_ready()
 
-    def balance(*lines: tuple[str, str]) -> int:
+    def send(method: str, path: str, *lines: tuple[str, str], body: bytes = b"") -> tuple[int, dict[str, Any]]:
         connection = http.client.HTTPConnection("127.0.0.1", run.port, timeout=HTTP_TIMEOUT)
         try:
-            connection.putrequest("GET", "/balance")
-            for name, value in lines:
+            connection.putrequest(method, path)
+            for name, value in [*lines, *([("Content-Length", str(len(body)))] if body else [])]:
                 connection.putheader(name, value)
-            connection.endheaders()
+            connection.endheaders(body or None)
             answer = connection.getresponse()
-            answer.read()
-            return answer.status
+            return answer.status, json.loads(answer.read())
         finally:
             connection.close()
+
+    def balance(*lines: tuple[str, str]) -> int:
+        return send("GET", "/balance", *lines)[0]
 
     assert balance(("X-API-Key", CALLER_KEY)) == 200
     assert balance(("X-API-Key", f" {CALLER_KEY} \t")) == 200  # OWS is not part of the value
@@ -433,4 +435,17 @@ def test_the_caller_key_header_is_read_as_http_defines_it(local_run: Callable[..
     assert balance(("X-API-Key", CALLER_KEY), ("X-API-Key", "sgw_wrong")) == 401
     assert balance(("X-API-Key", "sgw_wrong"), ("X-API-Key", CALLER_KEY)) == 401
     assert balance(("X-API-Key", CALLER_KEY), ("x-api-key", CALLER_KEY)) == 401
+
+    # An Idempotency-Key sent twice is refused, not read as the new key "zap-77, zap-77":
+    # a tool that duplicated the header and retries with one line orders once.
+    order = json.dumps({"service": 1, "link": "https://x.com/local-zap-77", "quantity": 100}).encode()
+    keyed = [("X-API-Key", CALLER_KEY), ("Content-Type", "application/json")]
+    status, refused = send("POST", "/orders", *keyed, ("Idempotency-Key", "zap-77"), ("Idempotency-Key", "zap-77"),
+                           body=order)
+    assert (status, refused["error"]["code"]) == (400, "validation_error"), refused
+    assert "once" in refused["error"]["message"]
+    placed = send("POST", "/orders", *keyed, ("Idempotency-Key", "zap-77"), body=order)
+    retried = send("POST", "/orders", *keyed, ("Idempotency-Key", "zap-77"), body=order)
+    assert (placed[0], retried[0], retried[1]["id"]) == (201, 201, placed[1]["id"]), (placed, retried)
+    assert [o["idempotency_key"] for o in run.get("/orders").json()["orders"]] == ["zap-77"]
     assert run.interrupt() == 0
