@@ -10,6 +10,7 @@ import errno
 import json
 import logging
 import os
+import re
 import socket
 import sys
 from http import HTTPStatus
@@ -104,6 +105,10 @@ class Server(ThreadedHTTPServer):
     request_queue_size = socket.SOMAXCONN
 
 
+# What follows the path proper, raw or percent-encoded: a query, path parameters, a fragment.
+_AFTER_PATH = re.compile(r"[?;#]|%3[FfBb]|%23")
+
+
 class HeaderLines(dict[str, str]):
     """A request's headers as API Gateway hands them over: the last line of each by its
     lower-cased name, and every line in `lines` (the event's `multiValueHeaders`)."""
@@ -143,7 +148,7 @@ class Handler(ChaliceRequestHandler):
         HTTPStatus.NOT_IMPLEMENTED: errors.MethodNotAllowed("This method is not served."),
         HTTPStatus.REQUEST_URI_TOO_LONG: errors.UriTooLong("The request line is over 65536 bytes."),
         HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE: errors.HeadersTooLarge(
-            "A header line is over 65536 bytes, or there are over 100 headers."),
+            "A header line is over 65536 bytes, or there are 100 headers or more (at most 99 are read)."),
     }
 
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
@@ -209,11 +214,12 @@ class Handler(ChaliceRequestHandler):
             pass
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        # http.server logs the whole request line, query string and all, where a caller
-        # may have put a key (?api_key=): log the method, the path and the version only.
-        # (Its send_error, which logged the request line again as the reason, is replaced.)
+        # http.server logs the whole request line, where a caller may have put a key
+        # (?api_key=, ;api_key=, %3Fapi_key=): log the method, the path proper and the
+        # version only. (Its send_error, which logged the request line again as the
+        # reason, is replaced.)
         words = self.requestline.split()
-        shown = words[:1] + [word.split("?", 1)[0] for word in words[1:2]]
+        shown = words[:1] + [_AFTER_PATH.split(word, 1)[0] for word in words[1:2]]
         if len(words) == 3 and words[2].startswith("HTTP/"):
             shown.append(words[2])
         self.log_message('"%s" %s %s', " ".join(shown) or "-", code, size)

@@ -367,12 +367,18 @@ def test_answers_what_the_local_server_refuses_itself_in_the_one_error_shape_and
     assert refused(*raw_request(run, long_uri)) == (414, "uri_too_long")
     long_header = f"GET /health HTTP/1.1\r\nHost: x\r\nX-Pad: {'a' * 70_000}\r\n\r\n".encode()
     assert refused(*raw_request(run, long_header)) == (431, "headers_too_large")
-    many = "".join(f"X-Pad-{n}: {n}\r\n" for n in range(101))
+    # http.server reads at most 99 header lines (its count of 100 includes the blank line)
+    many = "".join(f"X-Pad-{n}: {n}\r\n" for n in range(100))
     assert refused(*raw_request(run, f"GET /health HTTP/1.1\r\n{many}\r\n".encode())) == (
         431, "headers_too_large")
+    assert raw_request(run, f"GET /health HTTP/1.1\r\n{many[many.index('X-Pad-1:'):]}\r\n".encode())[0] == 200
     # a malformed request line: validation_error, its text not echoed
     for bad_line in (f"GET /balance?api_key={secret} HTTP/1.1 extra", f"GET /balance ?api_key={secret} HTTP/1.1"):
         assert refused(*raw_request(run, f"{bad_line}\r\n\r\n".encode())) == (400, "validation_error")
+    # a key after the path proper, as path parameters or a percent-encoded "?"
+    for path in (f"/health;api_key={secret}", f"/health%3Fapi_key={secret}", f"/health%3fapi_key={secret}"):
+        answer = run.get(path, key=None)
+        assert secret not in answer.text, path
     # and still serving
     assert run.get(f"/health?api_key={secret}", key=None).status_code == 400
     assert run.get("/health", key=None).status_code == 200
