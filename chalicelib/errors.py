@@ -90,6 +90,13 @@ class HeadersTooLarge(GatewayError):
     code = "headers_too_large"
 
 
+class RequestTimeout(GatewayError):
+    """The rest of the request did not come in time (the local run's server)."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class PayloadTooLarge(GatewayError):
     """The request body is over the gateway's limit."""
 

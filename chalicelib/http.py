@@ -114,8 +114,8 @@ def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False
     return parsed
 
 
-def parse_form(text: str) -> dict[str, Any]:
-    """An `application/x-www-form-urlencoded` body, decoded strictly.
+def parse_form(text: str, what: str = "form") -> dict[str, Any]:
+    """An `application/x-www-form-urlencoded` body (or query string), decoded strictly.
 
     `parse_qs` turns `%ff` into U+FFFD and keeps `%zz` as it is, so a mangled link
     would be ordered; here either is a 400 naming the field. A repeated name gives a list."""
@@ -123,18 +123,18 @@ def parse_form(text: str) -> dict[str, Any]:
     for pair in text.split("&"):
         if pair:
             name, _, value = pair.partition("=")
-            name = _form_text(name, None)
-            fields.setdefault(name, []).append(_form_text(value, name))
+            name = _form_text(name, None, what)
+            fields.setdefault(name, []).append(_form_text(value, name, what))
     return {name: values if len(values) > 1 else values[0] for name, values in fields.items()}
 
 
-def _form_text(encoded: str, field: str | None) -> str:
+def _form_text(encoded: str, field: str | None, what: str) -> str:
     if not _BAD_ESCAPE.search(encoded):
         try:
             return unquote_to_bytes(encoded.replace("+", " ")).decode("utf-8")
         except UnicodeDecodeError:
             pass
-    where = f"{field}: the form value" if field else "A form field name"
+    where = f"{field}: the {what} value" if field else f"A {what} field name"
     raise errors.ValidationError(f"{where} is not valid percent-encoded UTF-8.",
                                  details={"field": field} if field else {})
 

@@ -17,6 +17,7 @@ from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalice.local import ChaliceRequestHandler, ForbiddenError, LambdaEventConverter, LocalGateway
 from chalice.local import LocalGatewayException, RouteMatcher, ThreadedHTTPServer
@@ -105,10 +106,6 @@ class Server(ThreadedHTTPServer):
     request_queue_size = socket.SOMAXCONN
 
 
-# What follows the path proper, raw or percent-encoded: a query, path parameters, a fragment.
-_AFTER_PATH = re.compile(r"[?;#]|%3[FfBb]|%23")
-
-
 class HeaderLines(dict[str, str]):
     """A request's headers as API Gateway hands them over: the last line of each by its
     lower-cased name, and every line in `lines` (the event's `multiValueHeaders`)."""
@@ -132,14 +129,46 @@ class EventConverter(LambdaEventConverter):
         return event
 
 
-class Handler(ChaliceRequestHandler):
-    """`chalice local`'s handler, with what it answers by itself in the one error shape.
+class _RecordedLines:
+    """The request's input, keeping the header lines http.client reads from it, so they
+    can be checked as sent (its parser splits a line at a bare CR and stops at a
+    malformed one without a word)."""
 
-    Deployed, API Gateway answers these (infra/resources.json gives an unknown route
-    our 404); here http.server would send an HTML page (unknown method, oversized
-    request line or headers, malformed request line) and chalice local API Gateway's
-    bare 403 for an unknown route.
+    def __init__(self, source: Any) -> None:
+        self.source = source
+        self.read: list[bytes] = []
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.source.readline(limit)
+        self.read.append(line)
+        return line
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.source, name)
+
+
+# RFC 9110 5.1/5.5: a token, a colon right after it, then visible text, spaces and tabs.
+# No space before the colon, no folded line, no CR, NUL or other control inside.
+_FIELD_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\r?\n")
+_DIGITS = re.compile(r"[0-9]+")
+# What follows the path proper, raw or percent-encoded: a query, path parameters, a fragment.
+_AFTER_PATH = re.compile(r"[?;#]|%3[FfBb]|%23")
+
+
+class Handler(ChaliceRequestHandler):
+    """`chalice local`'s handler, reading requests strictly and answering what it
+    refuses itself in the one error shape.
+
+    Deployed, API Gateway frames and refuses requests (infra/resources.json gives an
+    unknown route our 404); here http.server would send an HTML page (unknown method,
+    oversized request line or headers, malformed request line), chalice local API
+    Gateway's bare 403 for an unknown route, and both read lengths, header lines and
+    query strings leniently.
     """
+
+    # A request that stops coming (a partial line, headers or body) ends the connection
+    # after this long instead of holding a thread forever.
+    timeout = float(os.environ.get("LOCAL_READ_TIMEOUT_SECONDS") or 30)
 
     # http.server's refusals (send_error); 501 is its answer to a method it has no do_ for.
     REFUSALS: dict[int, errors.GatewayError] = {
@@ -154,25 +183,107 @@ class Handler(ChaliceRequestHandler):
     def __init__(self, request: Any, client_address: Any, server: Any, app_object: Any, config: Any) -> None:
         # ChaliceRequestHandler.__init__, with an event converter that keeps every header line.
         self._routes = app_object.routes
+        self._payload: bytes | None = None
         self.local_gateway = LocalGateway(app_object, config)
         self.local_gateway.event_converter = EventConverter(RouteMatcher(list(app_object.routes)),
                                                             app_object.api.binary_types)
         BaseHTTPRequestHandler.__init__(self, request, client_address, server)
 
+    def parse_request(self) -> bool:
+        recorded = _RecordedLines(self.rfile)
+        self.rfile = recorded
+        try:
+            if not super().parse_request():
+                return False
+        except TimeoutError:  # the request line came, its headers did not
+            self._refuse(errors.RequestTimeout(f"The headers did not come within {self.timeout:g} s."),
+                         drain=False)
+            return False
+        finally:
+            self.rfile = recorded.source
+        if any(not _FIELD_LINE.fullmatch(line) for line in recorded.read[:-1]):
+            self._refuse(errors.ValidationError(
+                "A header line cannot be read: send `Name: value` lines, with no space before the colon, "
+                "no folded lines and no control characters."))
+            return False
+        return True
+
+    def _handle(self) -> None:
+        if not self._framed():
+            return
+        try:
+            http.parse_form(urlsplit(self.path).query, "query")
+        except errors.GatewayError as error:  # chalice local would decode it leniently (parse_qs)
+            self._answer(error, {})
+            return
+        super()._generic_handle()
+
+    def do_HEAD(self) -> None:
+        # No route serves HEAD; chalice local's answer would carry a body, which a HEAD
+        # answer must not, and the next request on the connection would be read wrongly.
+        if not self._framed():
+            return
+        allowed = self._allowed()
+        if not allowed:
+            self._answer(errors.NotFound("No such route."), {})
+            return
+        self._answer(errors.MethodNotAllowed(f"HEAD is not served on this route; use {allowed}."),
+                     {"Allow": allowed})
+
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _handle
+
+    def _framed(self) -> bool:
+        """Reads the body; False if it cannot be, the request refused and the connection closing."""
+        try:
+            self._payload = self._read_body()
+        except TimeoutError:
+            self._refuse(errors.RequestTimeout(f"The body did not come within {self.timeout:g} s."), drain=False)
+            return False
+        except errors.GatewayError as error:
+            self._refuse(error)
+            return False
+        return True
+
+    def _read_body(self) -> bytes | None:
+        """The body as its Content-Length frames it (RFC 9112 6.3), or a refusal.
+
+        A length that is not digits, two different lengths or a Transfer-Encoding would
+        leave the connection out of step (chalice local reads only Content-Length, with
+        int()); a length over the gateway's limit is refused before reading."""
+        if "transfer-encoding" in self.headers:
+            raise errors.ValidationError("Transfer-Encoding is not served here: send the body with a Content-Length.")
+        lengths = {value.strip(" \t") for value in self.headers.get_all("content-length", [])}
+        if not lengths:
+            return None
+        text = lengths.pop()
+        if lengths or not _DIGITS.fullmatch(text):
+            raise errors.ValidationError("Content-Length must be one decimal number of bytes, sent once.")
+        digits = text.lstrip("0")
+        if len(digits) > len(str(http.MAX_BODY_BYTES)) or int(digits or "0") > http.MAX_BODY_BYTES:
+            raise errors.PayloadTooLarge(f"The body is over {http.MAX_BODY_BYTES} bytes.")
+        length = int(digits or "0")
+        body: bytes = self.rfile.read(length)
+        if len(body) < length:
+            raise errors.ValidationError(f"The body ended after {len(body)} of its {length} bytes.")
+        return body or None
+
     def _parse_payload(self) -> tuple[dict[str, str], bytes | None]:
-        _, body = super()._parse_payload()
         lines: dict[str, list[str]] = {}
         for name, value in self.headers.items():
             lines.setdefault(name.lower(), []).append(value)
-        return HeaderLines(lines), body
+        return HeaderLines(lines), self._payload
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        error = self.REFUSALS.get(code) or errors.ValidationError("The request cannot be read.")
+        self._refuse(self.REFUSALS.get(code) or errors.ValidationError("The request cannot be read."))
+
+    def _refuse(self, error: errors.GatewayError, *, drain: bool = True) -> None:
+        """Answer `error` and close: what is left of the request cannot be told from a next one."""
         # A request line it could not read leaves HTTP/0.9, which has no status line or headers.
         self.request_version = self.protocol_version
         headers = {"Allow": self._allowed()} if isinstance(error, errors.MethodNotAllowed) else {}
         self._answer(error, {**headers, "Connection": "close"})
-        self._drain()
+        if drain:
+            self._drain()
 
     def _send_error_response(self, error: LocalGatewayException) -> None:
         if not isinstance(error, ForbiddenError):  # the only one without authorizers: no such route

@@ -91,17 +91,15 @@ class LocalRun:
             pytest.fail(f"local.run still running {STOPPED_WITHIN:.0f} s after Ctrl-C:\n{self.errors()}")
 
 
-@pytest.fixture
-def local_run(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
-    """Starts `python -m local.run` with the given environment; kills what is left at the end."""
-    started: list[LocalRun] = []
+def run_starter(directory: Path, started: list[LocalRun]) -> Callable[..., LocalRun]:
+    """A function starting `python -m local.run` with the given environment, noting each in `started`."""
 
     def start(port: int | None = None, project: Path = ROOT, **environ: str) -> LocalRun:
         port = port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
         env.update(PORT=str(port), GATEWAY_API_KEY=CALLER_KEY, PYTHONUNBUFFERED="1", **environ)
         name = f"run{len(started)}"
-        stdout, stderr = tmp_path / f"{name}.out", tmp_path / f"{name}.err"
+        stdout, stderr = directory / f"{name}.out", directory / f"{name}.err"
         # Files, not pipes: a full pipe would block the server under the concurrent test.
         with stdout.open("wb") as out, stderr.open("wb") as err:
             process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=project, env=env,
@@ -110,11 +108,35 @@ def local_run(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
         started.append(run)
         return run
 
-    yield start
+    return start
+
+
+def kill_all(started: list[LocalRun]) -> None:
     for run in started:
         if run.process.poll() is None:
             os.killpg(run.process.pid, signal.SIGKILL)
             run.process.wait(timeout=STOPPED_WITHIN)
+
+
+@pytest.fixture
+def local_run(tmp_path: Path) -> Iterator[Callable[..., LocalRun]]:
+    """Starts `python -m local.run` with the given environment; kills what is left at the end."""
+    started: list[LocalRun] = []
+    yield run_starter(tmp_path, started)
+    kill_all(started)
+
+
+@pytest.fixture(scope="module")
+def strict_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalRun]:
+    """One run shared by the tests of how requests are read, with a 2 s read timeout
+    so that a stalled request ends quickly (each start costs seconds)."""
+    started: list[LocalRun] = []
+    run = run_starter(tmp_path_factory.mktemp("strict"), started)(LOCAL_READ_TIMEOUT_SECONDS="2")
+    try:
+        run.wait_ready()
+        yield run
+    finally:
+        kill_all(started)
 
 
 @pytest.fixture
@@ -455,3 +477,121 @@ def test_a_header_sent_twice_is_decided_by_its_lines_as_deployed(local_run: Call
     assert (placed[0], retried[0], retried[1]["id"]) == (201, 201, placed[1]["id"]), (placed, retried)
     assert [o["idempotency_key"] for o in run.get("/orders").json()["orders"]] == ["zap-77"]
     assert run.interrupt() == 0
+
+
+def exchange(run: LocalRun, data: bytes, *, finish: bool = True, within: float = HTTP_TIMEOUT) -> bytes:
+    """Sends bytes as they are and reads until the server closes; with `finish`, says it
+    sends no more (else the server must end the connection itself, within `within` s)."""
+    with socket.create_connection(("127.0.0.1", run.port), timeout=within) as sock:
+        sock.sendall(data)
+        if finish:
+            sock.shutdown(socket.SHUT_WR)
+        received = b""
+        while chunk := sock.recv(65536):
+            received += chunk
+        return received
+
+
+def answers(received: bytes) -> list[tuple[int, str]]:
+    """The status and error code of each answer in what a connection received."""
+    found = []
+    while received:
+        head, _, rest = received.partition(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        length = int(next(line.split(":", 1)[1] for line in lines if line.lower().startswith("content-length:")))
+        body, received = rest[:length], rest[length:]
+        status, document = int(lines[0].split()[1]), json.loads(body)
+        if status >= 400:
+            assert set(document) == {"error", "request_id"}, document
+        found.append((status, document["error"]["code"] if status >= 400 else ""))
+    return found
+
+
+ORDER = json.dumps({"service": 1, "link": "https://x.com/local-framing", "quantity": 100})
+
+
+def order_request(*headers: str, body: str = ORDER) -> bytes:
+    head = "".join(f"{line}\r\n" for line in ("POST /orders HTTP/1.1", "Host: x", f"X-API-Key: {CALLER_KEY}",
+                                              "Content-Type: application/json", "Idempotency-Key: framing",
+                                              *headers))
+    return f"{head}\r\n{body}".encode()
+
+
+def test_a_body_is_framed_by_one_decimal_content_length_or_refused_and_the_connection_closed(
+        strict_run: LocalRun) -> None:
+    # Lengths that are not one decimal number: one answer, then the connection closes.
+    for length in ("abc", f"+{len(ORDER)}", f"{len(ORDER)}, {len(ORDER)}", f" 0x{len(ORDER):x}"):
+        assert answers(exchange(strict_run, order_request(f"Content-Length: {length}"))) == [
+            (400, "validation_error")], length
+    assert answers(exchange(strict_run, order_request(f"Content-Length: {len(ORDER)}", "Content-Length: 3"))) == [
+        (400, "validation_error")]
+    # Over the body limit: 413 before reading it, however many digits.
+    for length in ("99999999999999999999", "1000000000", str(256 * 1024 + 1), "9" * 5000):
+        assert answers(exchange(strict_run, order_request(f"Content-Length: {length}"))) == [
+            (413, "payload_too_large")], length[:20]
+    # A chunked body is refused, and its chunks are not read as a next request.
+    chunked = f"{len(ORDER):x}\r\n{ORDER}\r\n0\r\n\r\n"
+    assert answers(exchange(strict_run, order_request("Transfer-Encoding: chunked", body=chunked))) == [
+        (400, "validation_error")]
+    # A body shorter than its length is refused, not read as far as it goes.
+    assert answers(exchange(strict_run, order_request(f"Content-Length: {len(ORDER) + 10}"))) == [
+        (400, "validation_error")]
+    # None of it placed an order; the same length sent twice is one length.
+    assert strict_run.get("/orders").json()["orders"] == []
+    placed = exchange(strict_run, order_request(f"Content-Length: {len(ORDER)}", f"Content-Length: {len(ORDER)}"))
+    assert answers(placed)[0][0] == 201
+    assert "Traceback" not in strict_run.errors()
+
+
+def test_a_request_that_stops_coming_ends_after_the_read_timeout(strict_run: LocalRun) -> None:
+    # given a run whose read timeout is 2 s, and requests that stop part way
+    stalled = {"in the request line": (b"GET /balance HTTP/1.1", []),
+               "in the headers": (b"GET /balance HTTP/1.1\r\nHost: x\r\n", [(408, "request_timeout")]),
+               "in the body": (order_request(f"Content-Length: {len(ORDER) + 10}"), [(408, "request_timeout")])}
+    for case, (sent, expected) in stalled.items():
+        started = time.monotonic()
+        # when the client waits for the server (for up to 30 s)
+        received = exchange(strict_run, sent, finish=False, within=30)
+        # then the server ends the connection well before that, answering 408 once it has a request
+        assert answers(received) == expected, case
+        assert time.monotonic() - started < 25, case
+
+
+def test_a_header_line_the_standard_parser_reads_leniently_is_refused(strict_run: LocalRun) -> None:
+    # http.server's parser stopped at a space before the colon, split a line at a bare
+    # CR (a second header), and unfolded a folded line.
+    for line in (f"X-API-Key : {CALLER_KEY}", f"X-Note: a\rX-API-Key: {CALLER_KEY}", "X-Note: a\r\n X-API-Key",
+                 "X-Note: a\x00b"):
+        sent = f"GET /balance HTTP/1.1\r\nHost: x\r\n{line}\r\n\r\n".encode()
+        assert answers(exchange(strict_run, sent)) == [(400, "validation_error")], line
+    sent = f"GET /balance HTTP/1.1\r\nHost: x\r\nX-API-Key:{CALLER_KEY}\r\nX-Note: caf\xe9 \t!\r\n\r\n"
+    assert answers(exchange(strict_run, sent.encode("latin-1")))[0][0] == 200
+
+
+def test_a_query_that_is_not_percent_encoded_utf8_is_refused_naming_the_parameter(strict_run: LocalRun) -> None:
+    # Sent raw: requests would rewrite "%zz" as "%25zz".
+    for path, name in (("/services?q=%ff", "q"), ("/services?q=%zz", "q"), ("/services?q=%ED%A0%80", "q"),
+                       ("/orders?ids=%ED%A0%80", "ids")):
+        sent = f"GET {path} HTTP/1.1\r\nHost: x\r\nX-API-Key: {CALLER_KEY}\r\n\r\n".encode()
+        received = exchange(strict_run, sent)
+        assert answers(received) == [(400, "validation_error")], path
+        message = json.loads(received.partition(b"\r\n\r\n")[2])["error"]["message"]
+        assert message.startswith(f"{name}: ") and "\ufffd" not in message, message
+    assert strict_run.get("/services?q=%C3%A9").status_code == 200
+
+
+def test_head_is_answered_without_a_body_so_the_connection_stays_in_step(strict_run: LocalRun) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", strict_run.port, timeout=HTTP_TIMEOUT)
+    try:
+        connection.request("HEAD", "/balance", headers={"X-API-Key": CALLER_KEY})
+        head = connection.getresponse()
+        assert (head.status, head.getheader("Allow"), head.read()) == (405, "GET", b"")
+        connection.request("HEAD", "/nope")
+        missing = connection.getresponse()
+        assert (missing.status, missing.read()) == (404, b"")
+        # the next request on the same connection is read from its own first byte
+        connection.request("GET", "/health")
+        health = connection.getresponse()
+        assert (health.status, json.loads(health.read())) == (200, {"status": "ok"})
+    finally:
+        connection.close()
