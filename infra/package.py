@@ -4,15 +4,18 @@
 .chalice/config.json; infra/resources.json is merged over it (chalice applies only
 one `--merge-template`, so everything else lives in that one file): the table, the
 secret, the log group, the role's policy on those three, and the function's
-environment pointing at them. cfn-lint then checks the result; any error or warning
-fails the build. No AWS credentials are needed: chalice only wants a region name,
-and the template refers to the real one through `${AWS::Region}`.
+environment pointing at them. The SAM transform is then applied offline by AWS's own
+aws-sam-translator (`cfn.json`, what CloudFormation will actually create), and
+cfn-lint checks both forms; any error or warning fails the build. No AWS credentials
+are needed: chalice only wants a region name, and the template refers to the real
+one through `${AWS::Region}`.
 """
 
 from __future__ import annotations
 
 import argparse
 import compileall
+import json
 import os
 import py_compile
 import subprocess
@@ -20,6 +23,7 @@ import sys
 import tempfile
 import zipfile
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MERGE_TEMPLATE = Path("infra") / "resources.json"
@@ -51,9 +55,36 @@ def package(stage: str, out_dir: Path, project_dir: Path = ROOT, *, check: bool 
           "--merge-template", str(project_dir / MERGE_TEMPLATE), str(out_dir)], env)
     template = out_dir / "sam.json"
     precompile(out_dir / "deployment.zip")
+    transformed = transform(template, stage)
     if check:
-        lint(template)
+        lint(template, transformed)
     return template
+
+
+def transform(template: Path, stage: str) -> Path:
+    """Write `cfn.json` beside `template`: the SAM template with the transform applied,
+    as CloudFormation applies it on deploy (the RestApi, its Deployment and Stage, the
+    function), so the lint sees what AWS will create. Returns its path."""
+    import boto3
+    from samtranslator.parser.parser import Parser
+    from samtranslator.translator.translator import Translator
+    from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
+
+    # What samtranslator's own `transform()` does, with a region given rather than looked
+    # up in the environment (packaging never reads AWS settings); the template names
+    # no managed policy, so there is nothing to look up in IAM either.
+    document = json.loads(template.read_text())
+    for resource in document["Resources"].values():  # as `aws cloudformation package` uploads it
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifact-bucket/deployment.zip"
+    parameters: dict[str, Any] = {"Stage": stage}
+    to_py27_compatible_template(document, parameters)
+    translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
+    result = undo_mark_unicode_str_in_template(translator.translate(
+        document, parameter_values=parameters, get_managed_policy_map=lambda: {}))
+    target = template.with_name("cfn.json")
+    target.write_text(json.dumps(result, indent=2, default=str))
+    return target
 
 
 def precompile(code: Path) -> bool:
@@ -101,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 1
     code = out / "deployment.zip"
-    print(f"{template} (cfn-lint: clean)\n{code} ({code.stat().st_size / 1e6:.2f} MB)")
+    print(f"{template} and its transform {template.with_name('cfn.json').name} (cfn-lint: clean)\n{code} ({code.stat().st_size / 1e6:.2f} MB)")
     return 0
 
 

@@ -118,8 +118,10 @@ def test_the_zip_carries_byte_code_so_cold_starts_do_not_compile(built: dict[str
         assert int.from_bytes(header[4:8], "little") == 0b01
 
 
-def test_cfn_lint_reports_no_error_or_warning_for_either_stage(built: dict[str, Path]) -> None:
-    assert lint(*built.values()).strip() == ""
+def test_cfn_lint_reports_no_error_or_warning_for_either_stage_before_or_after_the_sam_transform(
+        built: dict[str, Path]) -> None:
+    transformed = [path.with_name("cfn.json") for path in built.values()]
+    assert lint(*built.values(), *transformed).strip() == ""
 
 
 def test_cfn_lint_would_catch_a_broken_template(templates: dict[str, dict[str, Any]], tmp_path: Path) -> None:
@@ -406,9 +408,24 @@ def test_api_gateways_own_answers_have_the_one_error_shape(templates: dict[str, 
     # An unknown route never reaches the function: API Gateway answers it (403 "Missing
     # Authentication Token" by default), and a crashed function is its 502.
     for template in templates.values():
-        answers = {r["Properties"]["ResponseType"]: r["Properties"]
-                   for r in template["Resources"].values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"}
+        answers = one(template, "AWS::Serverless::Api")[1]["Properties"]["GatewayResponses"]
         assert answers["MISSING_AUTHENTICATION_TOKEN"]["StatusCode"] == "404"
+        assert answers["DEFAULT_5XX"]["StatusCode"] == "502"
         for answer in answers.values():
             body = json.loads(answer["ResponseTemplates"]["application/json"])
             assert set(body) == {"error", "request_id"} and set(body["error"]) == {"code", "message", "upstream"}
+        assert json.loads(answers["MISSING_AUTHENTICATION_TOKEN"]["ResponseTemplates"]["application/json"])[
+            "error"]["code"] == "not_found"
+
+
+def test_api_gateways_own_answers_are_part_of_the_api_so_every_deployment_carries_them(
+        built: dict[str, Path]) -> None:
+    # Beside an API defined by its body, a GatewayResponse resource can be dropped by an
+    # update that changes the API, and the first deployment does not wait for it (W3660).
+    for path in built.values():
+        deployed = json.loads(path.with_name("cfn.json").read_text())  # after the SAM transform
+        assert not resources(deployed, "AWS::ApiGateway::GatewayResponse")
+        _, api = one(deployed, "AWS::ApiGateway::RestApi")
+        answers = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
+        assert answers["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
+        assert set(answers) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_5XX"}
