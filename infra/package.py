@@ -65,26 +65,32 @@ def transform(template: Path, stage: str) -> Path:
     """Write `cfn.json` beside `template`: the SAM template with the transform applied,
     as CloudFormation applies it on deploy (the RestApi, its Deployment and Stage, the
     function), so the lint sees what AWS will create. Returns its path."""
+    document = json.loads(template.read_text())
+    for resource in document["Resources"].values():  # as `aws cloudformation package` uploads it
+        if resource["Type"] == "AWS::Serverless::Function":
+            resource["Properties"]["CodeUri"] = "s3://artifact-bucket/deployment.zip"
+    target = template.with_name("cfn.json")
+    target.write_text(json.dumps(translate(document, {"Stage": stage}), indent=2, default=str))
+    return target
+
+
+def translate(document: dict[str, Any], parameters: dict[str, Any]) -> dict[str, Any]:
+    """The SAM transform by AWS's aws-sam-translator, offline.
+
+    What samtranslator's own `transform()` does, with a region given rather than looked
+    up in the environment (packaging never reads AWS settings); the template names no
+    managed policy, so there is nothing to look up in IAM either."""
     import boto3
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
     from samtranslator.utils.py27hash_fix import to_py27_compatible_template, undo_mark_unicode_str_in_template
 
-    # What samtranslator's own `transform()` does, with a region given rather than looked
-    # up in the environment (packaging never reads AWS settings); the template names
-    # no managed policy, so there is nothing to look up in IAM either.
-    document = json.loads(template.read_text())
-    for resource in document["Resources"].values():  # as `aws cloudformation package` uploads it
-        if resource["Type"] == "AWS::Serverless::Function":
-            resource["Properties"]["CodeUri"] = "s3://artifact-bucket/deployment.zip"
-    parameters: dict[str, Any] = {"Stage": stage}
+    document = json.loads(json.dumps(document))
+    parameters = dict(parameters)
     to_py27_compatible_template(document, parameters)
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name="us-east-1"))
-    result = undo_mark_unicode_str_in_template(translator.translate(
-        document, parameter_values=parameters, get_managed_policy_map=lambda: {}))
-    target = template.with_name("cfn.json")
-    target.write_text(json.dumps(result, indent=2, default=str))
-    return target
+    result = translator.translate(document, parameter_values=parameters, get_managed_policy_map=lambda: {})
+    return undo_mark_unicode_str_in_template(result)  # type: ignore[no-any-return]
 
 
 def precompile(code: Path) -> bool:
