@@ -160,9 +160,18 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
         response = crashed()
     response.headers["X-Request-Id"] = request_id
     logs.access(request_id=request_id, method=event.method, route=event.context.get("resourcePath"),
-                status=response.status_code, latency_ms=round((time.perf_counter() - started) * 1000, 2),
+                status=response.status_code, error=error_code(response),
+                latency_ms=round((time.perf_counter() - started) * 1000, 2),
                 upstream_ms=round(sum(spent) * 1000, 2), upstream_calls=len(spent), caller=_caller.get())
     return response
+
+
+def error_code(response: Response) -> str | None:
+    """The `code` of an answer in the one error shape (what the log alarms count), else None."""
+    body = response.body
+    if response.status_code >= 400 and isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return body["error"].get("code")
+    return None
 
 
 def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = False, status: int = 200,

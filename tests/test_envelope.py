@@ -22,7 +22,7 @@ from tests.conftest import CALLER_KEY, OTHER_KEY
 
 DISTINCTIVE_KEY = "pk_live_9fQ2xZr7LmWc4TnB8vKd"
 LINK = "https://instagram.com/p/envelope"
-ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "route", "status",
+ACCESS_FIELDS = {"time", "level", "logger", "message", "request_id", "method", "route", "status", "error",
                  "latency_ms", "upstream_ms", "upstream_calls", "caller"}
 
 
@@ -71,6 +71,23 @@ def test_each_request_logs_one_json_access_line(client: Any, panel: SandboxPanel
         assert isinstance(line["upstream_ms"], (int, float)) and line["upstream_ms"] >= 0
     assert [line["upstream_calls"] for line in lines] == [1, 1, 0, 0]
     assert lines[0]["upstream_ms"] > 0 and lines[2]["upstream_ms"] == 0
+
+
+def test_the_access_line_names_the_error_code_it_answered_so_alarms_can_count_it(
+        client: Any, panel: SandboxPanel, log_lines: Any) -> None:
+    # given a panel whose answer to an order is lost (HTML instead of JSON)
+    panel.inject("add", "html_200")
+
+    # when
+    client.get("/balance")
+    client.get("/balance", key="sgw_nobody")
+    unknown = client.post("/orders", json_body={"service": 1, "link": LINK, "quantity": 100},
+                          headers={"Idempotency-Key": "envelope-unknown"})
+
+    # then
+    assert json.loads(unknown.body)["error"]["code"] == "outcome_unknown"
+    assert [(line["status"], line["error"]) for line in access_lines(log_lines)] == [
+        (200, None), (401, "unauthorized"), (unknown.status_code, "outcome_unknown")]
 
 
 def test_the_request_id_of_an_error_body_is_its_header_and_its_log_line(client: Any, log_lines: Any) -> None:
