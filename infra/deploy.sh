@@ -8,7 +8,9 @@
 #
 # Needs: the AWS CLI v2 with credentials and a region (AWS_REGION, AWS_DEFAULT_REGION
 # or the profile's). DEPLOY_BUCKET names the S3 bucket for the code zip; by default
-# smm-gateway-artifacts-<account>-<region>, created on first use.
+# smm-gateway-artifacts-<account>-<region>, created on first use. ALARM_EMAIL, when set,
+# subscribes that address to the alarms' topic (set and empty: unsubscribes; unset: the
+# stack keeps what it had).
 set -euo pipefail
 
 stage=${1:?usage: infra/deploy.sh <stage> [build dir]}
@@ -45,6 +47,6 @@ echo "deploying $stack to $region (account $account)"
 aws cloudformation package --template-file "$template" --s3-bucket "$bucket" --s3-prefix "$stack" \
   --output-template-file "$build/packaged.yaml"
 aws cloudformation deploy --template-file "$build/packaged.yaml" --stack-name "$stack" \
-  --s3-bucket "$bucket" --s3-prefix "$stack" --parameter-overrides "Stage=$stage" \
+  --s3-bucket "$bucket" --s3-prefix "$stack" --parameter-overrides "Stage=$stage" ${ALARM_EMAIL+"AlarmEmail=$ALARM_EMAIL"} \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset
 aws cloudformation describe-stacks --stack-name "$stack" --query "Stacks[0].Outputs" --output table

@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import fnmatch
 import inspect
+import logging
 import json
 import os
 import re
@@ -324,6 +325,23 @@ def test_deploy_ships_the_packaged_stage_to_its_own_stack(built: dict[str, Path]
     assert ["s3", "mb", "s3://smm-gateway-artifacts-123456789012-eu-west-1", "--region", "eu-west-1"] in calls.aws
 
 
+def test_deploy_subscribes_alarm_email_only_when_asked(built: dict[str, Path], tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("ALARM_EMAIL", raising=False)
+    runs = {name: run_deploy("dev", built["dev"].parent, tmp_path / name, quota=1000, env=env)
+            for name, env in (("unset", {}), ("given", {"ALARM_EMAIL": "ops@example.com"}),
+                              ("cleared", {"ALARM_EMAIL": ""}))}
+
+    overrides = {}
+    for name, run in runs.items():
+        (deployed,) = [c for c in run.aws if c[:2] == ["cloudformation", "deploy"]]
+        start = deployed.index("--parameter-overrides") + 1
+        overrides[name] = deployed[start:deployed.index("--capabilities")]
+    # unset: the stack keeps its previous value (new stacks: the empty default)
+    assert overrides == {"unset": ["Stage=dev"], "given": ["Stage=dev", "AlarmEmail=ops@example.com"],
+                         "cleared": ["Stage=dev", "AlarmEmail="]}
+
+
 def test_deploy_stops_before_anything_when_the_account_cannot_reserve_concurrency(
         built: dict[str, Path], tmp_path: Path) -> None:
     calls = run_deploy("prod", built["prod"].parent, tmp_path, quota=10)
@@ -382,10 +400,10 @@ class DeployRun:
         self.aws = [json.loads(line) for line in log.read_text().splitlines()] if log.exists() else []
 
 
-def run_deploy(stage: str, build: Path, tmp_path: Path, *, quota: int) -> DeployRun:
+def run_deploy(stage: str, build: Path, tmp_path: Path, *, quota: int, env: dict[str, str] | None = None) -> DeployRun:
     """infra/deploy.sh with a stand-in `aws` that records its arguments and answers like AWS."""
     bin_dir, log = tmp_path / "bin", tmp_path / "aws.log"
-    bin_dir.mkdir()
+    bin_dir.mkdir(parents=True)
     fake = bin_dir / "aws"
     fake.write_text(f"""#!{sys.executable}
 import json, sys
@@ -398,7 +416,8 @@ print(answers.get(tuple(args[:2]), ""))
 sys.exit(1 if args[:2] in (["s3api", "head-bucket"], ["configure", "get"]) else 0)
 """)
     fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "AWS_REGION": "eu-west-1"}
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "AWS_REGION": "eu-west-1",
+           **(env or {})}
     done = subprocess.run(["bash", str(ROOT / "infra/deploy.sh"), stage, str(build)], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=60, check=False)
     return DeployRun(done, log)
@@ -429,3 +448,128 @@ def test_api_gateways_own_answers_are_part_of_the_api_so_every_deployment_carrie
         answers = api["Properties"]["Body"]["x-amazon-apigateway-gateway-responses"]
         assert answers["MISSING_AUTHENTICATION_TOKEN"]["statusCode"] == "404"
         assert set(answers) == {"MISSING_AUTHENTICATION_TOKEN", "DEFAULT_5XX"}
+
+
+# -- alarms ----------------------------------------------------------------------------------
+
+ALARM_FILTERS = {"Requests", "ServerErrors", "OutcomeUnknown", "UpstreamErrors", "ErrorLines"}
+
+
+def metric_filters(template: dict[str, Any]) -> dict[str, str]:
+    """Metric name -> filter pattern, for every metric filter on the function's log group."""
+    found = {}
+    for name, filt in resources(template, "AWS::Logs::MetricFilter").items():
+        props = filt["Properties"]
+        assert props["LogGroupName"] == {"Ref": "ApiHandlerLogGroup"}, name
+        (metric,) = props["MetricTransformations"]
+        assert metric["MetricValue"] == "1" and metric["MetricNamespace"] == {"Fn::Sub": "smm-gateway/${Stage}"}
+        found[metric["MetricName"]] = props["FilterPattern"]
+    return found
+
+
+def test_the_filter_pattern_reader_follows_cloudwatchs_documented_examples() -> None:
+    from tests.filter_pattern import matches
+
+    event = json.dumps({"eventType": "UpdateTrail", "latency": 50, "user": {"id": 1}, "none": None})
+    assert matches('{ $.eventType = "UpdateTrail" }', event)
+    assert matches('{ $.eventType = "Update*" }', event) and not matches('{ $.eventType = "Delete*" }', event)
+    assert matches('{ $.latency >= 50 && $.latency < 51 }', event) and not matches('{ $.latency > 50 }', event)
+    assert matches('{ ($.latency = 1 || $.user.id = 1) && $.eventType != "x" }', event)
+    assert matches('{ $.none IS NULL }', event) and matches('{ $.missing NOT EXISTS }', event)
+    assert not matches('{ $.eventType >= 5 }', event) and not matches('{ $.latency = "50" }', event)
+    assert not matches('{ $.missing != "x" }', event) and not matches('{ $.latency = 50 }', "not json")
+
+
+def test_each_alarm_filter_counts_exactly_the_gateway_lines_it_is_named_for(
+        templates: dict[str, dict[str, Any]], client: Any, gateway: Any, panel: Any, log_lines: Any,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalice.test import Client
+
+    from chalicelib import http
+    from tests.conftest import CALLER_KEY
+    from tests.filter_pattern import matches
+
+    # given the lines the gateway prints for: an answer, a refusal, an upstream error, an
+    # order whose outcome is lost, its replay, and a crash
+    order = {"service": 1, "link": "https://www.instagram.com/p/alarms/", "quantity": 100}
+    assert client.get("/health").status_code == 200
+    assert client.get("/balance", key="sgw_nobody").status_code == 401
+    panel.inject("balance", "html_200", times=5)
+    upstream = client.get("/balance")
+    panel.inject("add", "html_200")
+    unknown = client.post("/orders", json_body=order, headers={"Idempotency-Key": "alarms-1"})
+    replayed = client.post("/orders", json_body=order, headers={"Idempotency-Key": "alarms-1"})
+
+    def broken(text: str, what: str = "id") -> int:
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(http, "parse_id", broken)
+    with Client(gateway.app) as raw:  # a 500 is a bug, outside `client`'s contract check
+        assert raw.http.get("/orders/42", headers={"x-api-key": CALLER_KEY}).status_code == 500
+    codes = [json.loads(a.body)["error"]["code"] for a in (upstream, unknown, replayed)]
+    assert codes[0].startswith("upstream_") and codes[1:] == ["outcome_unknown", "outcome_unknown"]
+    lines = log_lines.text.splitlines()
+    access = [json.loads(line) for line in lines if json.loads(line)["logger"] == "chalicelib.access"]
+    assert [line["status"] for line in access] == [200, 401, upstream.status_code, unknown.status_code, 409, 500]
+
+    # then each filter counts its own lines and nothing else
+    for template in templates.values():
+        filters = metric_filters(template)
+        assert set(filters) == ALARM_FILTERS
+
+        def counted(metric: str) -> list[dict[str, Any]]:
+            return [json.loads(line) for line in lines if matches(filters[metric], line)]
+
+        assert counted("Requests") == access
+        assert [line["status"] for line in counted("ServerErrors")] == [upstream.status_code, unknown.status_code, 500]
+        assert [line["error"] for line in counted("UpstreamErrors")] == codes[:1]
+        assert [line["error"] for line in counted("OutcomeUnknown")] == ["outcome_unknown"] * 2
+        assert [(line["logger"], line["level"]) for line in counted("ErrorLines")] == [("chalicelib.crash", "error")]
+
+
+def test_a_placed_but_unrecorded_order_counts_as_an_unknown_outcome(templates: dict[str, dict[str, Any]]) -> None:
+    # chalicelib/ordering.py logs this when the panel took an order the table could not record
+    from chalicelib import logs
+    from tests.filter_pattern import matches
+
+    formatter = logs.JsonFormatter()
+    record = logging.LogRecord("chalicelib.ordering", logging.ERROR, __file__, 1, "order placed but not recorded",
+                               None, None)
+    record.fields = {"order_id": 7, "caller": "alice", "idempotency_key": "k", "ledger_sk": "x"}
+    line = formatter.format(record)
+    source = (ROOT / "chalicelib/ordering.py").read_text()
+    assert '"order placed but not recorded", logging.ERROR' in source
+    for template in templates.values():
+        filters = metric_filters(template)
+        assert matches(filters["OutcomeUnknown"], line) and matches(filters["ErrorLines"], line)
+
+
+def test_every_alarm_notifies_the_one_topic_and_email_subscribes_only_when_given(
+        templates: dict[str, dict[str, Any]]) -> None:
+    for template in templates.values():
+        (topic, _), = resources(template, "AWS::SNS::Topic").items()
+        alarms = resources(template, "AWS::CloudWatch::Alarm")
+        assert len(alarms) == 5
+        for name, alarm in alarms.items():
+            props = alarm["Properties"]
+            assert props["AlarmActions"] == props["OKActions"] == [{"Ref": topic}], name
+            assert props["TreatMissingData"] == "notBreaching", name
+            metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in props.get("Metrics", []) if "MetricStat" in m}
+            used = metrics or {props["MetricName"]}
+            if props.get("Namespace") != "AWS/Lambda":  # the function's own Errors metric needs no filter
+                assert used <= set(metric_filters(template)), name
+        (subscription,) = resources(template, "AWS::SNS::Subscription").values()
+        assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
+        condition = template["Conditions"][subscription["Condition"]]
+        assert condition == {"Fn::Not": [{"Fn::Equals": [{"Ref": "AlarmEmail"}, ""]}]}
+        assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+        pattern = re.compile(template["Parameters"]["AlarmEmail"]["AllowedPattern"])
+        assert pattern.match("") and pattern.match("ops@example.com") and not pattern.match("ops")
+
+
+def test_the_runbook_has_a_row_for_every_alarm(templates: dict[str, dict[str, Any]]) -> None:
+    runbook = (ROOT / "docs/deploy.md").read_text()
+    for template in templates.values():
+        for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
+            suffix = alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("smm-gateway-${Stage}-")
+            assert re.search(rf"^\| `{suffix}` \|", runbook, re.M), suffix
