@@ -168,6 +168,12 @@ def assert_stack(aws: Any, stage: str, template: dict[str, Any]) -> dict[str, An
         check("*" not in str(statement["Resource"]).removesuffix(":*"), f"{sid}: wildcard resource")
         check(not any("*" in a for a in statement["Action"]), f"{sid}: wildcard action")
 
+    # the alarms' topic, and no subscription when no AlarmEmail is given
+    sns = aws.client("sns")
+    topic = created["AlarmTopic"]
+    check(topic.endswith(f":smm-gateway-{stage}-alarms"), f"alarm topic {topic}")
+    check(not sns.list_subscriptions_by_topic(TopicArn=topic)["Subscriptions"], "a subscription without AlarmEmail")
+
     # the API: every operation of openapi.yaml is a route, proxied to the function
     apigw = aws.client("apigateway")
     (api,) = [a for a in apigw.get_rest_apis()["items"] if a["id"] == created["RestAPI"]]

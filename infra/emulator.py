@@ -27,6 +27,7 @@ def install() -> None:
     _rest_api_from_its_body()
     _secret_resource()
     _lambda_account_settings()
+    _parameters_with_defaults()
     _installed = True
 
 
@@ -153,7 +154,7 @@ def _secret_resource() -> None:
 
 
 def _lambda_account_settings() -> None:
-    """Gap 6: moto has no Lambda GetAccountSettings (404), which deploy.sh asks before a
+    """Gap 5: moto has no Lambda GetAccountSettings (404), which deploy.sh asks before a
     stage that reserves concurrency (prod). This answers with AWS's default quota of
     1 000 concurrent executions, so deploy.sh's own quota check runs and passes."""
     from moto.awslambda import urls
@@ -170,12 +171,31 @@ def _lambda_account_settings() -> None:
     urls.url_paths[r"{0}/(?P<api_version>[^/]+)/account-settings/?$"] = LambdaResponse.dispatch
 
 
-# Gap 5, in the function's own process (deploy-check writes this beside the runtime,
+def _parameters_with_defaults() -> None:
+    """Gap 6: a rerun of `aws cloudformation deploy` sends every parameter it does not
+    override (AlarmEmail) as UsePreviousValue; moto then compares the previous values,
+    defaults included, with the parameters the stack was created with, defaults not
+    included, and sees a change where CloudFormation sees none ("No changes to
+    deploy"). Both sides are compared with the template's defaults filled in."""
+    from moto.cloudformation import models
+
+    def has_parameters(self: Any, other_parameters: dict[str, Any]) -> bool:
+        declared = self.template_dict.get("Parameters", {})
+
+        def filled(values: dict[str, Any]) -> dict[str, Any]:
+            return {name: values.get(name, spec.get("Default")) for name, spec in declared.items()}
+
+        return filled(self.parameters) == filled(other_parameters)
+
+    models.Stack.has_parameters = has_parameters  # type: ignore[method-assign]
+
+
+# Gap 7, in the function's own process (deploy-check writes this beside the runtime,
 # outside the zip, and imports it before awslambdaric): the function must reach moto,
 # not AWS. botocore before 1.31 ignores AWS_ENDPOINT_URL, and the runtime's oldest
 # boto3 is older, so every client the function creates is pointed at
 # EMULATOR_ENDPOINT_URL here instead. On Lambda nothing of the kind exists.
-LAMBDA_ENDPOINT_SHIM = '''"""deploy-check: send the function's AWS clients to the emulator (infra/emulator.py, gap 5)."""
+LAMBDA_ENDPOINT_SHIM = '''"""deploy-check: send the function's AWS clients to the emulator (infra/emulator.py, gap 7)."""
 import os
 
 
