@@ -108,7 +108,7 @@ def unnamed(path: str) -> str:
     return re.sub(r"\{[^}]+\}", "{}", path)
 
 
-def assert_stack(aws: Any, stage: str, template: dict[str, Any]) -> dict[str, Any]:
+def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
     """The created resources, read back, against the template and the code; returns the
     function's configuration."""
     created = stack_resources(aws, stage)
@@ -394,13 +394,14 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
     process = subprocess.Popen([*drop, python, "-S", "-c", bootstrap, conf["Handler"]], cwd=task, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: list[str] = []
-    threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True).start()
+    reader = threading.Thread(target=lambda: lines.extend(process.stdout or []), daemon=True)
+    reader.start()
     try:
         deadline = time.monotonic() + INVOKE_TIMEOUT
         while api.first_poll is None and process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.01)
         check(api.first_poll is not None, "the runtime never asked for an event")
-        ready = api.first_poll - started  # interpreter, runtime client and the handler's module loaded
+        ready = (api.first_poll or started) - started  # interpreter, runtime client and the handler's module loaded
         user = pwd.getpwuid(Path(f"/proc/{process.pid}").stat().st_uid).pw_name
         if drop:
             check(user == "nobody", f"the function runs as {user}, not nobody")
@@ -412,6 +413,7 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
     finally:
         process.terminate()
         process.wait(timeout=30)
+        reader.join(timeout=30)
         api.stop()
     logged = [json.loads(line) for line in lines if line.startswith("{")]
     check(any(line.get("logger") == "chalicelib.access" for line in logged), "no access log lines")
@@ -459,7 +461,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     stages = tuple(args.stages)
     started = time.monotonic()
-    import boto3 as _unused  # noqa: F401  (fail early if the venv is incomplete)
 
     from infra import emulator
     from local.aws import EmbeddedAws
@@ -484,7 +485,7 @@ def main(argv: list[str] | None = None) -> int:
         scratch = Path(scratch_dir)
         scratch.chmod(0o755)  # the function's unprivileged user reads its code below
         build = scratch / "build"
-        templates = package_all(build, stages)
+        package_all(build, stages)
         print(f"1. packaged and linted (SAM and transformed): {', '.join(stages)} "
               f"[{time.monotonic() - started:.0f} s]", flush=True)
 
@@ -500,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
                 deploy(stage, build, environ)
                 again = deploy(stage, build, environ)
                 check("No changes to deploy" in again, f"the rerun of {stage} changed something:\n{again[-2000:]}")
-                configs[stage] = assert_stack(aws, stage, json.loads(templates[stage].read_text()))
+                configs[stage] = assert_stack(aws, stage)
             print(f"2. deployed into moto with infra/deploy.sh, rerun unchanged, resources as declared: "
                   f"{', '.join(stages)} [{time.monotonic() - started:.0f} s]", flush=True)
 

@@ -71,7 +71,7 @@ def _sam_transform() -> None:
             document = json.loads(template)
         if document.get("Transform") == "AWS::Serverless-2016-10-31":
             document = translate(document, {})
-        return document  # type: ignore[no-any-return]
+        return document
 
     def parse_change_set(self: Any) -> None:
         self.template_dict = parse(self.template)
@@ -132,7 +132,7 @@ def _secret_resource() -> None:
             return "AWS::SecretsManager::Secret"
 
         @classmethod
-        def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],  # type: ignore[override]
+        def create_from_cloudformation_json(cls, resource_name: str, cloudformation_json: dict[str, Any],
                                             account_id: str, region_name: str, **kwargs: Any) -> "Secret":
             properties = cloudformation_json["Properties"]
             backend = secretsmanager_backends[account_id][region_name]
@@ -143,10 +143,10 @@ def _secret_resource() -> None:
             return cls(created["ARN"])
 
         @classmethod
-        def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,  # type: ignore[override]
+        def update_from_cloudformation_json(cls, original_resource: Any, new_resource_name: str,
                                             cloudformation_json: dict[str, Any], account_id: str,
                                             region_name: str) -> "Secret":
-            return original_resource  # type: ignore[no-any-return]
+            return original_resource
 
     parsing.get_model_list.cache_clear()
     parsing.get_model_map.cache_clear()
