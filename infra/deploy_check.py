@@ -15,7 +15,8 @@
    moto and the sandbox panel.
 
 Everything it installs comes from `make deploy-check`'s setup (infra/requirements-*.txt);
-the check itself reaches nothing but 127.0.0.1.
+the check itself reaches nothing but 127.0.0.1, and as root runs in a network namespace
+with only the loopback interface to prove it.
 """
 
 from __future__ import annotations
@@ -455,10 +456,31 @@ def exercise(api: RuntimeApi, caller_key: str) -> dict[str, float]:
 # -- the whole check ----------------------------------------------------------------------
 
 
+def offline(argv: list[str]) -> int | None:
+    """Run this check again inside a network namespace of its own, where only the
+    loopback interface exists, so it cannot reach anything else even by mistake (needs
+    root and util-linux's unshare); None where that is not possible."""
+    if os.environ.get("DEPLOY_CHECK_NETNS") or os.geteuid() != 0 or not (shutil.which("unshare") and shutil.which("ip")):
+        return None
+    if subprocess.run(["unshare", "-n", "true"], capture_output=True, timeout=30, check=False).returncode != 0:
+        return None
+    command = ["unshare", "-n", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+               sys.executable, "-m", "infra.deploy_check", *argv]
+    return subprocess.run(command, cwd=ROOT, env={**os.environ, "DEPLOY_CHECK_NETNS": "1"}, check=False).returncode
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
     args = parser.parse_args(argv)
+    isolated = offline(sys.argv[1:] if argv is None else argv)
+    if isolated is not None:
+        return isolated
+    if os.environ.get("DEPLOY_CHECK_NETNS"):
+        print("0. offline: in a network namespace of its own, with only the loopback interface", flush=True)
+    else:
+        print("deploy-check: no network namespace here (needs root and unshare); it reaches only 127.0.0.1 "
+              "by construction", file=sys.stderr)
     stages = tuple(args.stages)
     started = time.monotonic()
 
