@@ -335,6 +335,17 @@ def lambda_python(drop: list[str]) -> tuple[list[str], str]:
     return [], sys.executable
 
 
+def readable_runtime(scratch: Path) -> Path:
+    """The runtime layer (.venv/lambda-runtime) copied read-only where the function's
+    user can read it: the project may sit under a private directory."""
+    runtime = scratch / "runtime"
+    if not runtime.exists():
+        shutil.copytree(LAMBDA_RUNTIME, runtime, ignore=shutil.ignore_patterns("bin"))
+        for path in [runtime, *runtime.rglob("*")]:
+            path.chmod(0o555 if path.is_dir() else 0o444)
+    return runtime
+
+
 def unpack_read_only(aws: Any, code_uri: str, scratch: Path) -> Path:
     """The zip as the stack uploaded it, from the emulated bucket, unpacked read-only."""
     bucket, key = code_uri.removeprefix("s3://").split("/", 1)
@@ -371,11 +382,12 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
 
     api = RuntimeApi(conf["FunctionArn"])
     drop, python = lambda_python(unprivileged())
+    runtime = readable_runtime(scratch.parent)
     # What Lambda sets for a python3.11 function, and the function's own variables; plus
     # the emulator's endpoint (see emulator.LAMBDA_ENDPOINT_SHIM). Nothing else of ours.
     env = {
         "AWS_LAMBDA_RUNTIME_API": api.address, "_HANDLER": conf["Handler"], "LAMBDA_TASK_ROOT": str(task),
-        "LAMBDA_RUNTIME_DIR": str(LAMBDA_RUNTIME), "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
+        "LAMBDA_RUNTIME_DIR": str(runtime), "AWS_EXECUTION_ENV": "AWS_Lambda_python3.11",
         "AWS_LAMBDA_FUNCTION_NAME": conf["FunctionName"], "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(conf["MemorySize"]),
         "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/smm-gateway-{stage}",
@@ -383,7 +395,7 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
         "AWS_REGION": REGION, "AWS_DEFAULT_REGION": REGION, "AWS_ACCESS_KEY_ID": "ASIADEPLOYCHECK",
         "AWS_SECRET_ACCESS_KEY": "deploy-check", "AWS_SESSION_TOKEN": "deploy-check",
         "LANG": "en_US.UTF-8", "TZ": ":UTC", "PATH": "/usr/local/bin:/usr/bin:/bin",
-        "PYTHONPATH": f"{LAMBDA_RUNTIME}{os.pathsep}{layer}",
+        "PYTHONPATH": f"{runtime}{os.pathsep}{layer}",
         "EMULATOR_ENDPOINT_URL": aws.endpoint,
         **conf["Environment"]["Variables"],
     }
