@@ -1,4 +1,4 @@
-"""Where moto's CloudFormation falls short of AWS, for `make deploy-check` only.
+"""Where moto falls short of AWS, for `make deploy-check` only.
 
 `infra/deploy.sh` runs unmodified against moto's server (local/aws.py's EmbeddedAws)
 and the stack it deploys is the one `make package` wrote; nothing in the product
