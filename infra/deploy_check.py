@@ -14,9 +14,10 @@
    API Gateway events through a stub of the Lambda Runtime API on 127.0.0.1, against
    moto and the sandbox panel.
 
-Everything it installs comes from `make deploy-check`'s setup (infra/requirements-*.txt);
-the check itself reaches nothing but 127.0.0.1, and as root runs in a network namespace
-with only the loopback interface to prove it.
+Everything it installs comes from `make deploy-check`'s setup (infra/requirements-*.txt).
+Step 1 is `make package`'s own work: the first time, chalice fetches the Lambda
+platform's wheels from PyPI (then cached). Steps 2 and 3 reach nothing but 127.0.0.1,
+and as root run in a network namespace with only the loopback interface to prove it.
 """
 
 from __future__ import annotations
@@ -484,18 +485,48 @@ def offline(argv: list[str]) -> int | None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m infra.deploy_check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", nargs="+", choices=STAGES, default=list(STAGES))
+    parser.add_argument("--packaged", type=Path, help="use these packaged stages (skips step 1)")
     args = parser.parse_args(argv)
-    isolated = offline(sys.argv[1:] if argv is None else argv)
-    if isolated is not None:
-        return isolated
-    if os.environ.get("DEPLOY_CHECK_NETNS"):
-        print("0. offline: in a network namespace of its own, with only the loopback interface", flush=True)
-    else:
-        print("deploy-check: no network namespace here (needs root and unshare); it reaches only 127.0.0.1 "
-              "by construction", file=sys.stderr)
     stages = tuple(args.stages)
     started = time.monotonic()
+    logging.getLogger("samtranslator").setLevel(logging.CRITICAL)  # "unpublished metrics" reminders
 
+    for tool, hint in ((AWS_CLI / "aws", "infra/requirements-awscli.txt"),
+                       (LAMBDA_RUNTIME / "awslambdaric", "infra/requirements-lambda.txt")):
+        check(tool.exists(), f"{tool} is missing: `make deploy-check` installs it ({hint})")
+    floor = boto3_floor()
+    installed = (LAMBDA_RUNTIME / "boto3" / "__init__.py").read_text()
+    check(f"__version__ = '{floor}'" in installed, f"the runtime layer's boto3 is not the floor {floor}")
+
+    with tempfile.TemporaryDirectory(prefix="deploy-check-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        scratch.chmod(0o755)  # the function's unprivileged user reads its code below
+        build = args.packaged or scratch / "build"
+        if args.packaged is None:
+            # As `make package`: the first time, chalice fetches the Lambda platform's
+            # wheels from PyPI (then cached in .chalice/deployments); so outside the namespace.
+            package_all(build, stages)
+            print(f"1. packaged and linted (SAM and transformed): {', '.join(stages)} "
+                  f"[{time.monotonic() - started:.0f} s]", flush=True)
+            isolated = offline(["--stages", *stages, "--packaged", str(build)])
+            if isolated is not None:
+                if isolated == 0:
+                    print(f"deploy-check passed in {time.monotonic() - started:.0f} s")
+                return isolated
+            print("deploy-check: no network namespace here (needs root and unshare); steps 2 and 3 reach "
+                  "only 127.0.0.1 by construction", file=sys.stderr)
+        else:
+            print("   steps 2 and 3 offline: in a network namespace of its own, with only the loopback interface"
+                  if os.environ.get("DEPLOY_CHECK_NETNS") else "   steps 2 and 3 on the packaged stages given",
+                  flush=True)
+        deploy_and_run(build, stages, scratch, started, floor)
+        if args.packaged is None:
+            print(f"deploy-check passed in {time.monotonic() - started:.0f} s")
+    return 0
+
+
+def deploy_and_run(build: Path, stages: tuple[str, ...], scratch: Path, started: float, floor: str) -> None:
+    """Steps 2 and 3, against moto's server and the sandbox panel on 127.0.0.1."""
     from infra import emulator
     from local.aws import EmbeddedAws
     from local.run import quiet_embedded_services
@@ -508,51 +539,34 @@ def main(argv: list[str] | None = None) -> int:
     for noisy in ("moto", "samtranslator"):
         logging.getLogger(noisy).setLevel(logging.CRITICAL)
 
-    for tool, hint in ((AWS_CLI / "aws", "infra/requirements-awscli.txt"),
-                       (LAMBDA_RUNTIME / "awslambdaric", "infra/requirements-lambda.txt")):
-        check(tool.exists(), f"{tool} is missing: `make deploy-check` installs it ({hint})")
-    floor = boto3_floor()
-    installed = (LAMBDA_RUNTIME / "boto3" / "__init__.py").read_text()
-    check(f"__version__ = '{floor}'" in installed, f"the runtime layer's boto3 is not the floor {floor}")
+    emulator.install()
+    aws = EmbeddedAws().start()
+    panel = SandboxPanel(api_key=DEFAULT_KEY)
+    panel_url = panel.start()
+    try:
+        environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+        environ.update(aws.environ())
+        configs = {}
+        for stage in stages:
+            deploy(stage, build, environ)
+            again = deploy(stage, build, environ)
+            check("No changes to deploy" in again, f"the rerun of {stage} changed something:\n{again[-2000:]}")
+            configs[stage] = assert_stack(aws, stage)
+        print(f"2. deployed into moto with infra/deploy.sh, rerun unchanged, resources as declared: "
+              f"{', '.join(stages)} [{time.monotonic() - started:.0f} s]", flush=True)
 
-    with tempfile.TemporaryDirectory(prefix="deploy-check-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        scratch.chmod(0o755)  # the function's unprivileged user reads its code below
-        build = scratch / "build"
-        package_all(build, stages)
-        print(f"1. packaged and linted (SAM and transformed): {', '.join(stages)} "
-              f"[{time.monotonic() - started:.0f} s]", flush=True)
-
-        emulator.install()
-        aws = EmbeddedAws().start()
-        panel = SandboxPanel(api_key=DEFAULT_KEY)
-        panel_url = panel.start()
-        try:
-            environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-            environ.update(aws.environ())
-            configs = {}
-            for stage in stages:
-                deploy(stage, build, environ)
-                again = deploy(stage, build, environ)
-                check("No changes to deploy" in again, f"the rerun of {stage} changed something:\n{again[-2000:]}")
-                configs[stage] = assert_stack(aws, stage)
-            print(f"2. deployed into moto with infra/deploy.sh, rerun unchanged, resources as declared: "
-                  f"{', '.join(stages)} [{time.monotonic() - started:.0f} s]", flush=True)
-
-            for stage in stages:
-                run_scratch = scratch / f"run-{stage}"
-                run_scratch.mkdir()
-                timings = run_function(aws, stage, configs[stage], build, panel_url, DEFAULT_KEY, run_scratch)
-                shown = ", ".join(f"{k.removesuffix('_s')} {v * 1000:.0f} ms" for k, v in timings.items())
-                print(f"3. {stage}: the uploaded zip under awslambdaric, boto3 {floor}: {shown}", flush=True)
-        finally:
-            panel.stop()
-            aws.stop()
-            for path in scratch.rglob("*"):  # the unpacked code is read-only
-                if path.is_dir():
-                    path.chmod(0o755)
-    print(f"deploy-check passed in {time.monotonic() - started:.0f} s")
-    return 0
+        for stage in stages:
+            run_scratch = scratch / f"run-{stage}"
+            run_scratch.mkdir()
+            timings = run_function(aws, stage, configs[stage], build, panel_url, DEFAULT_KEY, run_scratch)
+            shown = ", ".join(f"{k.removesuffix('_s')} {v * 1000:.0f} ms" for k, v in timings.items())
+            print(f"3. {stage}: the uploaded zip under awslambdaric, boto3 {floor}: {shown}", flush=True)
+    finally:
+        panel.stop()
+        aws.stop()
+        for path in scratch.rglob("*"):  # the unpacked code is read-only
+            if path.is_dir():
+                path.chmod(0o755)
 
 
 if __name__ == "__main__":
