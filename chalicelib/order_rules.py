@@ -20,7 +20,12 @@ from chalicelib import errors
 from chalicelib.catalogue import Service
 
 DRIP = frozenset({"runs", "interval"})
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")  # C0, DEL and C1
+# Text the panel receives must mean what was checked. Lists are sent one item per
+# line and the panel counts the lines (splitting, as Python's splitlines does, at
+# CR, LF, VT, FF, FS..RS, NEL, U+2028 and U+2029, and dropping blank ones), so an
+# item holding a break would be charged as more lines than were priced and capped.
+# No other field has a use for a control character either.
+_UNSENDABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # C0, DEL, C1, line/paragraph separators
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,7 @@ def prepare(request: dict[str, Any], service: Service) -> Prepared:
                              "cannot order.", code="unsupported_service_type")
     given = set(request) - {"service"}
     _check_fields(given, rule, request, service)
+    _check_text(request)
     if "link" in request:
         _check_url(request["link"], "link")
     quantity = len(request[rule.counted]) if rule.counted else request.get("quantity")
@@ -108,10 +114,23 @@ def _check_fields(given: set[str], rule: Rule, request: dict[str, Any], service:
                 raise _invalid(field, f"{field} does not apply to type_of_traffic {request['type_of_traffic']}.")
 
 
+def _check_text(request: dict[str, Any]) -> None:
+    """Every text the panel receives, list items one by one (`comments[2]`, counting from 0)."""
+    for name, value in request.items():
+        texts = [(f"{name}[{n}]", item) for n, item in enumerate(value)] if isinstance(value, list) \
+            else [(name, value)]
+        for field, text in texts:
+            if isinstance(text, str) and _UNSENDABLE.search(text):
+                raise _invalid(field, f"{field} must not contain control characters or line breaks "
+                                      "(NUL, tab, CR, LF, U+2028, ...); a list has one item per element.")
+            if isinstance(value, list) and not str(text).strip():
+                raise _invalid(field, f"{field} is blank; the panel would not count it as an item.")
+
+
 def _check_url(value: str, field: str) -> None:
     # urlsplit silently drops tabs and newlines and strips leading control
     # characters, so what it accepts is not what the panel would receive.
-    if _CONTROL.search(value):
+    if _UNSENDABLE.search(value):
         raise _invalid(field, f"{field} must not contain control characters (NUL, tab, CR, LF, ...).")
     try:
         parts = urlsplit(value) if not any(c.isspace() for c in value) else None

@@ -257,3 +257,101 @@ def assert_refused_naming_link(answer: Any, resources: Any, panel: Any) -> None:
     assert error["code"] == "validation_error" and error["message"].startswith("link"), error
     assert panel.add_calls == 0
     assert resources.client("dynamodb").scan(TableName=TABLE)["Items"] == []
+
+
+# -- list fields: the lines the panel counts are the items the gateway priced ---------------
+
+def post_order(client: Any, body: Any, key: str = "list-item") -> Any:
+    return client.post("/orders", json_body=body, headers={"Idempotency-Key": key})
+
+
+def assert_refused_naming(answer: Any, resources: Any, panel: Any, field: str) -> None:
+    from local.aws import TABLE
+
+    assert answer.status_code == 400, answer.body
+    error = json.loads(answer.body)["error"]
+    assert error["code"] == "validation_error" and error["message"].startswith(field + " "), error
+    assert panel.add_calls == 0
+    assert resources.client("dynamodb").scan(TableName=TABLE)["Items"] == []
+
+
+# Each would be split by the panel into more (or fewer) lines than the items priced.
+BAD_ITEMS = {
+    "a line feed": "a\nb", "a carriage return": "a\rb", "CRLF": "a\r\nb", "a vertical tab": "a\x0bb",
+    "a form feed": "a\x0cb", "a file separator": "a\x1cb", "a NEL": "a\x85b", "a line separator": "a\u2028b",
+    "a paragraph separator": "a\u2029b", "a NUL": "a\x00b", "a tab": "a\tb", "DEL": "a\x7fb",
+    "only spaces": "   ", "only a no-break space": "\u00a0",
+}
+LIST_ORDERS = {
+    "Custom Comments": ({"service": 4, "link": LINK}, "comments"),
+    "Mentions Custom List": ({"service": 8, "link": LINK}, "usernames"),
+    "Mentions": ({"service": 6, "link": LINK, "quantity": 100}, "usernames"),
+    "Mentions with Hashtags": ({"service": 7, "link": LINK, "quantity": 100, "usernames": ["a"]}, "hashtags"),
+    "Invites from Groups": ({"service": 14, "link": LINK, "quantity": 100}, "groups"),
+}
+
+
+@pytest.mark.parametrize("item", sorted(BAD_ITEMS))
+@pytest.mark.parametrize("kind", sorted(LIST_ORDERS))
+def test_a_list_item_the_panel_would_count_as_other_lines_is_400_naming_it_and_nothing_is_sent(
+        client: Any, resources: Any, panel: Any, kind: str, item: str) -> None:
+    base, field = LIST_ORDERS[kind]
+    items = ["one", "two", BAD_ITEMS[item], "four", "five"]
+
+    answer = post_order(client, {**base, field: items})
+
+    assert_refused_naming(answer, resources, panel, f"{field}[2]")
+
+
+def test_comments_holding_many_lines_cannot_order_more_than_was_priced(client: Any, resources: Any,
+                                                                        panel: Any) -> None:
+    # the probe's case: 5 items of 100 lines each, priced as 5 comments, counted by the panel as 500
+    comments = ["\n".join(f"comment {n}.{line}" for line in range(100)) for n in range(5)]
+
+    answer = post_order(client, {"service": 4, "link": LINK, "comments": comments})
+
+    assert_refused_naming(answer, resources, panel, "comments[0]")
+
+
+def test_usernames_holding_many_lines_cannot_order_more_than_was_priced(client: Any, resources: Any,
+                                                                         panel: Any) -> None:
+    usernames = ["alice", "bob\ncarol\ndave"]
+
+    answer = post_order(client, {"service": 8, "link": LINK, "usernames": usernames})
+
+    assert_refused_naming(answer, resources, panel, "usernames[1]")
+
+
+def test_the_refused_item_is_named_in_the_details(rig: Rig, panel: Any) -> None:
+    refused = refusal(rig, {"service": 8, "link": LINK, "usernames": ["a", "b", "c\nd"]})
+
+    assert refused.details == {"field": "usernames[2]"} and panel.add_calls == 0
+
+
+def test_list_items_with_emoji_and_inner_spaces_are_one_line_each(rig: Rig, panel: Any) -> None:
+    # a zero-width joiner (format character) is part of an emoji, not a line break
+    comments = ["Great shot! \U0001f468\u200d\U0001f469\u200d\U0001f467", "  padded  ", "é\u00a0x", "4", "5"]
+
+    answer = rig.place({"service": 4, "link": LINK, "comments": comments})
+
+    assert answer.status == 201 and answer.body["quantity"] == 5
+    assert last_add(panel)["comments"].split("\n") == comments
+
+
+def test_a_form_list_with_a_control_character_in_a_line_is_400_naming_the_item(
+        client: Any, resources: Any, panel: Any) -> None:
+    answer = client.post("/orders", body=f"service=4&link={LINK}&comments=one%0Atwo%0Ath%00ree%0Afour%0Afive",
+                         headers={"Idempotency-Key": "form-list",
+                                  "content-type": "application/x-www-form-urlencoded"})
+
+    assert_refused_naming(answer, resources, panel, "comments[2]")
+
+
+def test_json_and_form_count_the_same_lines(rig: Rig, panel: Any) -> None:
+    # the form splits on line breaks and drops blank lines; the JSON items that would
+    # do either are refused, so what is priced is what the panel counts either way
+    placed = rig.place({"service": 4, "link": LINK, "comments": "one\r\ntwo\x0bthree\n \nfour\u2028five"},
+                       form=True)
+
+    assert placed.body["quantity"] == 5
+    assert last_add(panel)["comments"] == "one\ntwo\nthree\nfour\nfive"
