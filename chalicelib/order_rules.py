@@ -20,6 +20,7 @@ from chalicelib import errors
 from chalicelib.catalogue import Service
 
 DRIP = frozenset({"runs", "interval"})
+URLS = frozenset({"link", "referring_url"})  # the fields the panel (or its traffic) opens as URLs
 # Text the panel receives must mean what was checked. Lists are sent one item per
 # line and the panel counts the lines (splitting, as Python's splitlines does, at
 # CR, LF, VT, FF, FS..RS, NEL, U+2028 and U+2029, and dropping blank ones), so an
@@ -77,8 +78,8 @@ def prepare(request: dict[str, Any], service: Service) -> Prepared:
     given = set(request) - {"service"}
     _check_fields(given, rule, request, service)
     _check_text(request)
-    if "link" in request:
-        _check_url(request["link"], "link")
+    for field in sorted(URLS & given):
+        _check_url(request[field], field)
     quantity = len(request[rule.counted]) if rule.counted else request.get("quantity")
     if quantity is not None and not service["min"] <= quantity <= service["max"]:
         field = rule.counted or "quantity"

@@ -355,3 +355,47 @@ def test_json_and_form_count_the_same_lines(rig: Rig, panel: Any) -> None:
 
     assert placed.body["quantity"] == 5
     assert last_add(panel)["comments"] == "one\ntwo\nthree\nfour\nfive"
+
+
+# -- every text field: nothing the panel would read differently --------------------------
+
+TEXT_FIELDS = {  # (valid order by type, the text field to spoil)
+    "username": ("Mentions User Followers", "username"),
+    "subscription username": ("Subscriptions", "username"),
+    "hashtag": ("Mentions Hashtag", "hashtag"),
+    "media": ("Mentions Media Likers", "media"),
+    "google_keyword": ("Web Traffic keyword", "google_keyword"),
+    "country": ("Web Traffic blank", "country"),
+    "referring_url": ("Web Traffic referrer", "referring_url"),
+}
+CONTROLS = {"LF": "\n", "CRLF": "\r\n", "NUL": "\x00", "tab": "\t", "escape": "\x1b", "DEL": "\x7f",
+            "NEL": "\x85", "a C1 control": "\x9b"}
+
+
+@pytest.mark.parametrize("control", sorted(CONTROLS))
+@pytest.mark.parametrize("case", sorted(TEXT_FIELDS))
+def test_a_control_character_in_any_text_field_is_400_naming_it_and_nothing_is_sent(
+        rig: Rig, panel: Any, case: str, control: str) -> None:
+    kind, field = TEXT_FIELDS[case]
+    body = {**VALID[kind], field: VALID[kind][field][:-1] + CONTROLS[control] + VALID[kind][field][-1:]}
+
+    refused = refusal(rig, body)
+
+    assert refused.code == "validation_error" and refused.details == {"field": field}
+    assert panel.add_calls == 0 and rig.items() == []
+
+
+@pytest.mark.parametrize("referrer", ["ftp://e.com/", "e.com/page", "https://e.com/a b", "https://e.com:0/",
+                                      "https://[::1/", "https://"])
+def test_the_referring_url_is_checked_as_a_link(rig: Rig, panel: Any, referrer: str) -> None:
+    refused = refusal(rig, {**VALID["Web Traffic referrer"], "referring_url": referrer})
+
+    assert refused.code == "validation_error" and refused.details == {"field": "referring_url"}
+    assert refused.message.startswith("referring_url") and panel.add_calls == 0
+
+
+def test_a_control_character_in_a_username_is_refused_through_the_gateway(client: Any, resources: Any,
+                                                                          panel: Any) -> None:
+    answer = post_order(client, {**VALID["Mentions User Followers"], "username": "a\nb"}, key="ctl-user")
+
+    assert_refused_naming(answer, resources, panel, "username")
