@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import urlsplit
 
 from chalicelib import errors
 from chalicelib.catalogue import Service
@@ -59,6 +59,14 @@ RULES: dict[str, Rule] = {
     "Web Traffic": _rule("link quantity country device type_of_traffic",
                          "google_keyword referring_url runs interval"),
 }
+# RFC 3986 (with IRI letters in the host): scheme "://" authority, then path, query
+# and fragment; the authority is a reg-name (which covers IPv4) or a bracketed IPv6
+# address without zone id, then an optional port. No userinfo: credentials have no
+# place in an order's link, and `a@b` hides which host is meant.
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://(?P<authority>[^/?#]*)(?:[/?#].*)?", re.DOTALL)
+_AUTHORITY = re.compile(r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9\-._~!$&'()*+,;=\u00a0-\U0010ffff]+)"
+                        r"(?::(?P<port>.*))?", re.DOTALL)
+_BAD_ESCAPE = re.compile("%(?![0-9A-Fa-f]{2})")
 # Web Traffic: which extra field each type_of_traffic needs (3, blank referrer, needs none).
 TRAFFIC_FIELDS = {1: "google_keyword", 2: "referring_url"}
 
@@ -129,25 +137,37 @@ def _check_text(request: dict[str, Any]) -> None:
 
 
 def _check_url(value: str, field: str) -> None:
-    # urlsplit silently drops tabs and newlines and strips leading control
-    # characters, so what it accepts is not what the panel would receive.
-    if _UNSENDABLE.search(value):
-        raise _invalid(field, f"{field} must not contain control characters (NUL, tab, CR, LF, ...).")
-    try:
-        parts = urlsplit(value) if not any(c.isspace() for c in value) else None
-        if parts is not None and "[" in parts.netloc:
-            ipaddress.IPv6Address(parts.hostname or "")
-    except ValueError:  # unbalanced brackets, or a bracketed host that is no IPv6 address
-        raise _invalid(field, f"{field} is not a well-formed URL: its host is not a valid name or "
-                              "[IPv6] address.") from None
-    if parts is None or parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-        raise _invalid(field, f"{field} must be an http(s) URL without spaces.")
-    try:
-        port = parts.port
-    except ValueError:  # not a number, or over 65535
-        port = 0
-    if port == 0:
+    """An http(s) URL read by RFC 3986's grammar, not by urlsplit's leniency.
+
+    urlsplit silently drops tabs and newlines, keeps what stands next to a bracketed
+    host (`https://a[::1]x/`) and accepts IPv6 zone ids and `%` escapes in a host,
+    so what it accepts is not what the panel would open. Invisible format characters
+    (zero-width, bidi overrides, BOM) would make the link differ from what is shown."""
+    if any(c.isspace() or unicodedata.category(c) in {"Cc", "Cf"} for c in value):
+        raise _invalid(field, f"{field} must not contain spaces, control characters (NUL, tab, CR, LF, ...) "
+                              "or invisible format characters (zero-width, bidi, BOM).")
+    parts = _URL.fullmatch(value)
+    if parts is None or parts["scheme"].lower() not in {"http", "https"}:
+        raise _invalid(field, f"{field} must be an http(s) URL: http(s)://host/...")
+    if _BAD_ESCAPE.search(value):
+        raise _invalid(field, f"{field} has a % that is not followed by two hex digits.")
+    authority = _AUTHORITY.fullmatch(parts["authority"])
+    if authority is None or not _host_ok(authority["host"]):
+        raise _invalid(field, f"{field} is not a well-formed URL: its host is not a valid name, IPv4 or "
+                              "[IPv6] address (no user@, no %-escapes, no zone id).")
+    port = authority["port"]
+    if port and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
         raise _invalid(field, f"{field}: the port must be a number between 1 and 65535.")
+
+
+def _host_ok(host: str) -> bool:
+    if not host.startswith("["):
+        return True  # _AUTHORITY allows only reg-name characters outside brackets
+    try:
+        ipaddress.IPv6Address(host[1:-1])
+    except ValueError:
+        return False
+    return True
 
 
 def _check_subscription(request: dict[str, Any]) -> None:

@@ -192,6 +192,24 @@ BAD_LINKS = {
     "an unclosed IPv6 literal": "https://[::1/", "an unopened IPv6 literal": "https://::1]/",
     "an IPv6 literal that is not an address": "https://[zz::1]/", "an IPv4 address in brackets": "https://[127.0.0.1]/",
     "an IPv6 literal with a bad port": "https://[::1]:70000/",
+    # urlsplit drops what stands next to a bracketed host
+    "text after an IPv6 literal": "https://[::1]x/", "text before an IPv6 literal": "https://a[::1]/",
+    "an IPv6 zone id": "https://[fe80::1%eth0]/", "an encoded IPv6 zone id": "https://[fe80::1%25eth0]/",
+    "an empty IPv6 literal": "https://[]/", "an IPvFuture literal": "https://[v1.fe]/",
+    "a percent-escape in the host": "https://%00/", "an encoded dot in the host": "https://x%2ecom/",
+    "a backslash in the host": "https://x.com\\@evil.com/", "user information": "https://user:pass@x.com/",
+    "an empty host with user information": "https://@/", "no authority": "https:x.com",
+    "an empty authority": "https:///x", "a port with a sign": "https://x.com:+80/",
+    "a port in other digits": "https://x.com:\u0668\u0660/", "a space before the port": "https://x.com: 80/",
+    # invalid percent-encoding anywhere
+    "a percent sign without hex digits": "https://x.com/%zz", "a percent sign at the end": "https://x.com/%",
+    "a percent sign with one hex digit": "https://x.com/a%4", "a bad escape in the query": "https://x.com/?q=%g1",
+    "a bad escape in the fragment": "https://x.com/#%",
+    # invisible format characters (Unicode Cf)
+    "a zero-width space": "https://x.com/a\u200bb", "a right-to-left override": "https://x.com/\u202egpj.exe",
+    "a byte order mark": "https://x.com/\ufeff", "a leading byte order mark": "\ufeffhttps://x.com/",
+    "a zero-width space in the host": "https://x\u200b.com/", "a soft hyphen": "https://x.com/a\u00adb",
+    "a line separator": "https://x.com/a\u2028b",
 }
 
 
@@ -237,9 +255,21 @@ def test_a_well_formed_form_link_is_decoded_and_ordered(client: Any, panel: Any)
 
 
 @pytest.mark.parametrize("link", ["https://x.com:1/a", "https://x.com:65535/a", "http://[::1]:8080/a",
-                                  "https://[2001:db8::1]/p", "https://x.com:/a"])
+                                  "https://[2001:db8::1]/p", "https://x.com:/a", "https://[::1]:/a",
+                                  "https://[::ffff:1.2.3.4]/", "https://[2001:DB8::1]/", "https://x.com:080/"])
 def test_edge_ports_and_ipv6_literals_pass_the_link_check(rig: Rig, panel: Any, link: str) -> None:
     assert rig.place({"service": 1, "link": link, "quantity": 100}).status == 201
+
+
+@pytest.mark.parametrize("link", [
+    "HTTPS://WWW.INSTAGRAM.COM/p/abc/", "http://x.com", "https://127.0.0.1/p", "https://xn--80ak6aa92e.com/",
+    "https://\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444/", "https://x.com/p/\u00e9t\u00e9?a=1+2",
+    "https://x.com/a%20b%2Fc?q=%E2%82%AC#frag%41", "https://x.com/\U0001f600", "https://x.com/?a=[1]&b=@c",
+    "https://my-site.example.co.uk./path;p=1?q#f", "https://x.com/p?next=https://y.com/%3Fa%3D1",
+])
+def test_ordinary_links_pass_the_link_check(rig: Rig, panel: Any, link: str) -> None:
+    assert rig.place({"service": 1, "link": link, "quantity": 100}).status == 201
+    assert last_add(panel)["link"] == link
 
 
 @pytest.mark.parametrize("case", sorted(BAD_LINKS))
