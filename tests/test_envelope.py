@@ -15,6 +15,7 @@ from typing import Any, Iterator
 
 import pytest
 
+from chalicelib import errors
 from chalicelib.callers import record_for
 from local.aws import EmbeddedAws, write_secret
 from sandbox import DEFAULT_KEY, SandboxPanel
@@ -383,6 +384,34 @@ def test_a_lone_surrogate_in_a_json_body_is_refused_before_the_key_is_claimed(
     paired = client.post("/orders", body=b'{"service": 1, "link": "https://instagram.com/p/\\ud83d\\ude00",'
                                          b' "quantity": 100}', headers={"Idempotency-Key": "surrogate-2"})
     assert paired.status_code == 201, paired.body
+
+
+DUPLICATE_KEY_BODIES = {
+    "quantity": b'{"service": 1, "link": "https://instagram.com/p/x", "quantity": 100, "quantity": 200}',
+    "link": b'{"link": "https://instagram.com/p/x", "service": 1, "quantity": 100, "link": "https://e.com/"}',
+    "deep": b'{"service": 1, "link": "https://instagram.com/p/x", "quantity": 100, "x": [{"deep": 1, "deep": 1}]}',
+}
+
+
+@pytest.mark.parametrize("key", sorted(DUPLICATE_KEY_BODIES))
+def test_a_json_body_with_a_key_sent_twice_is_400_naming_the_key_and_nothing_is_written(
+        client: Any, resources: EmbeddedAws, panel: SandboxPanel, key: str) -> None:
+    refused = client.post("/orders", body=DUPLICATE_KEY_BODIES[key], headers={"Idempotency-Key": "dup-key"})
+
+    error = json.loads(refused.body)["error"]
+    assert refused.status_code == 400 and error["code"] == "validation_error", refused.body
+    assert repr(key) in error["message"] and "twice" in error["message"]
+    assert stored_items(resources) == [] and panel.add_calls == 0
+
+
+def test_read_body_names_a_duplicate_key_at_any_depth() -> None:
+    from chalicelib.http import read_body
+
+    with pytest.raises(errors.ValidationError) as caught:
+        read_body(b'{"a": {"b": [1, {"c": {"d": 1, "e": 2, "d": 3}}]}}', "application/json")
+
+    assert caught.value.details == {"field": "d"}
+    assert read_body(b'{"a": {"d": 1}, "b": {"d": 2}}', None) == {"a": {"d": 1}, "b": {"d": 2}}
 
 
 def test_a_lone_surrogate_in_a_header_or_a_query_value_is_refused(client: Any, panel: SandboxPanel) -> None:
