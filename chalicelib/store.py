@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
@@ -402,6 +403,10 @@ def _idem_key(caller: str, key_hash: str) -> dict[str, str]:
     return {"pk": f"IDEM#{caller}#{key_hash}", "sk": "IDEM"}
 
 
+# iso(created_at) "#" owner token (the desk's are uuid4 hex): at most 89 ASCII bytes.
+_LEDGER_SK = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z#[0-9A-Za-z_-]{1,64}")
+
+
 def _ledger_key(caller: str, ledger_sk: str) -> dict[str, str]:
     return {"pk": f"LEDGER#{caller}", "sk": ledger_sk}
 
@@ -419,9 +424,14 @@ def _encode_cursor(sk: str) -> str:
 
 
 def _decode_cursor(cursor: str) -> str:
+    """The ledger sort key a cursor carries, if it is one `Attempt.ledger_sk` could have made.
+
+    A cursor comes back from the caller: any other key would start the page somewhere
+    the gateway never wrote, and one over 1024 bytes is refused by DynamoDB itself
+    (a ValidationException, which would answer 503 rather than 400)."""
     try:
         sk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["sk"]
-        if not isinstance(sk, str) or not sk:
+        if not isinstance(sk, str) or not _LEDGER_SK.fullmatch(sk):
             raise ValueError
         return sk
     except (ValueError, KeyError, TypeError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from typing import Any
 
@@ -136,6 +137,17 @@ def test_bad_ledger_queries_are_400(client: Api, query: str) -> None:
     answer = client.get(f"/orders?{query}")
 
     assert answer.status_code == 400 and answer.json_body["error"]["code"] == "validation_error"
+
+
+def test_a_long_cursor_is_400_not_a_storage_error(client: Api) -> None:
+    # a cursor within the 2048 characters allowed, carrying a 1500-byte sort key, which DynamoDB refuses
+    sk = ("2027-01-15T08:00:00.000Z#" + "o" * 1500)[:1500]
+    cursor = base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
+
+    answer = client.get(f"/orders?cursor={cursor}")
+
+    assert len(cursor) <= 2048
+    assert answer.status_code == 400 and answer.json_body["error"]["message"].startswith("cursor")
 
 
 def test_operator_resolves_an_unknown_outcome_with_the_real_order_id(client: Api, gateway: Any,

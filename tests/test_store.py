@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import uuid
 from decimal import Decimal
 from typing import Any, Callable
 
@@ -105,6 +108,38 @@ def test_the_ledger_pages_newest_first(store: Store) -> None:
 
     assert [i["idempotency_key"] for i in page + rest] == ["k4", "k3", "k2", "k1", "k0"]
     assert end is None or store.ledger("alice", 3, end)[0] == []
+
+
+def forged(sk: Any) -> str:
+    """A cursor in the gateway's encoding around a sort key it never made."""
+    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize("sk", [
+    "2027-01-15T08:00:00.000Z#" + "o" * 1100,  # over DynamoDB's 1024-byte sort key: 503 when deployed
+    "x" * 1500, "\u00e9" * 600,  # 1200 bytes in UTF-8
+    "IDEM", "2027-01-15", "2027-01-15T08:00:00.000Z", "2027-01-15T08:00:00.000Z#",
+    "2027-01-15T08:00:00Z#o1", "2027-01-15 08:00:00.000Z#o1", "2027-01-15T08:00:00.000Z#o1\n",
+    "2027-01-15T08:00:00.000Z#o/1", 17, None, ["2027-01-15T08:00:00.000Z#o1"],
+], ids=lambda sk: repr(sk)[:30])
+def test_a_cursor_for_a_sort_key_the_gateway_never_makes_is_refused(store: Store, sk: Any) -> None:
+    store.claim(attempt("o1"), NOW)
+
+    with pytest.raises(errors.ValidationError) as caught:
+        store.ledger("alice", 3, forged(sk))
+
+    assert caught.value.details == {"field": "cursor"}
+
+
+def test_every_cursor_the_store_gives_out_is_taken_back(store: Store) -> None:
+    owner = uuid.uuid4().hex  # as the desk makes them
+    for n in range(3):
+        store.claim(attempt(f"{owner[:-1]}{n}", key=f"k{n}", at=NOW + n + 0.123), NOW + n)
+
+    _, cursor = store.ledger("alice", 1, None)
+    page, _ = store.ledger("alice", 1, cursor)
+
+    assert cursor is not None and len(page) == 1
 
 
 def test_the_daily_spending_reservation_refuses_past_the_cap_and_release_refunds(store: Store) -> None:
