@@ -29,7 +29,7 @@ from decimal import Decimal
 from typing import Any, Callable
 
 from chalicelib import errors, logs, order_rules
-from chalicelib.http import coerce_form
+from chalicelib.http import MAX_ID, coerce_form
 from chalicelib.store import COMPLETED, UNKNOWN, Attempt, Record, Store, iso
 
 log = logging.getLogger(__name__)
@@ -150,6 +150,9 @@ class OrderDesk:
 
     def resolve(self, caller: str, key: str, order_id: int | None) -> None:
         """Operator: record the real order id of an unknown outcome, or release the key."""
+        if order_id is not None and (isinstance(order_id, bool) or not 0 < order_id <= MAX_ID):
+            raise errors.ValidationError(f"order_id must be a positive integer, not {order_id!r}.",
+                                         details={"field": "order_id"})
         key_hash = _sha256(self._key(key))
         answer = None
         if order_id is not None:

@@ -68,7 +68,7 @@ def parser() -> argparse.ArgumentParser:
     settle.add_argument("--caller", required=True)
     settle.add_argument("--key", required=True, help="the Idempotency-Key, as `orders unknown` shows it")
     outcome = settle.add_mutually_exclusive_group(required=True)
-    outcome.add_argument("--order-id", type=int, help="the panel's id of the order this key placed")
+    outcome.add_argument("--order-id", type=_order_id, help="the panel's id of the order this key placed")
     outcome.add_argument("--release", action="store_true",
                          help="the panel has no such order: free the key so the caller's retry places it")
     return top
@@ -184,6 +184,17 @@ def _desk(table: str) -> Any:
     days = float(os.environ.get("IDEMPOTENCY_RETENTION_DAYS") or "7")  # as app.desk() reads it
     return OrderDesk(panel=None, catalogue=None, store=DynamoStore(_client("dynamodb"), table), schemas=None,
                      policy=Policy(retention_seconds=days * 86400))
+
+
+def _order_id(text: str) -> int:
+    """A panel order id as the gateway reads ids: a positive integer in plain digits."""
+    from chalicelib.errors import GatewayError
+    from chalicelib.http import parse_id
+
+    try:
+        return parse_id(text.strip(), "the order id")
+    except GatewayError as exc:
+        raise argparse.ArgumentTypeError(exc.message) from None
 
 
 def _read_key(stdin: TextIO, err: TextIO) -> str:

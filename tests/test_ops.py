@@ -241,6 +241,40 @@ def test_resolve_touches_only_keys_the_ledger_shows_as_unknown(configured: Sandb
         "Idempotent-Replayed") == "true"
 
 
+@pytest.mark.parametrize("order_id", ["-5", "0", "1.5", "x", "", "9007199254740992", "+7", "\u0667"])
+def test_resolve_takes_only_a_positive_integer_order_id(configured: SandboxPanel, http: Any,
+                                                        capsys: pytest.CaptureFixture[str], order_id: str) -> None:
+    # given an unknown outcome
+    api = Api(http, key=new_caller())
+    configured.inject("add", "html_200", after_commit=True)
+    api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-9"})
+    capsys.readouterr()
+
+    # when the operator mistypes the panel's id
+    with pytest.raises(SystemExit) as exited:
+        ops("orders", "resolve", "--caller", "zapier", "--key", "zap-9", "--order-id", order_id)
+
+    # then nothing is recorded: the key still answers outcome_unknown
+    assert exited.value.code == 2
+    assert "--order-id" in capsys.readouterr().err
+    assert [e["idempotency_key"] for e in json.loads(ops("--json", "orders", "unknown")[1])] == ["zap-9"]
+
+
+@pytest.mark.parametrize("order_id", [0, -5, True, 2**53])
+def test_the_desk_refuses_to_record_an_order_id_that_is_not_a_positive_integer(
+        configured: SandboxPanel, http: Any, deployed: Any, order_id: int) -> None:
+    from chalicelib.errors import ValidationError
+
+    api = Api(http, key=new_caller())
+    configured.inject("add", "html_200", after_commit=True)
+    api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-10"})
+
+    with pytest.raises(ValidationError):
+        cli._desk(TABLE).resolve("zapier", "zap-10", order_id)
+
+    assert [e["idempotency_key"] for e in json.loads(ops("--json", "orders", "unknown")[1])] == ["zap-10"]
+
+
 def test_releasing_an_unknown_order_gives_back_its_daily_spend(configured: SandboxPanel, http: Any,
                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     # given a daily cap with room for one order
