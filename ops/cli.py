@@ -14,12 +14,14 @@ import getpass
 import json
 import os
 import sys
+import unicodedata
 from typing import Any, TextIO
 
 from ops import callers, orders, panel
 from ops.secret_doc import OpsError, SecretDocument
 
 DEFAULT_SECRET_ID, DEFAULT_TABLE = "smm-gateway/dev", "smm-gateway-dev"
+_UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp"})  # Unicode categories say() escapes
 _CLIENTS: dict[tuple[str | None, ...], Any] = {}
 EXAMPLES = """examples:
   python -m ops --stage prod secret set --api-url https://panel.example/api/v2 --api-key-stdin --verify
@@ -143,7 +145,8 @@ def callers_in(doc: SecretDocument) -> list[str]:
 
 def show(result: Any, as_json: bool, out: TextIO) -> None:
     if as_json or isinstance(result, dict):
-        say(json.dumps(result, indent=1, default=str), out)
+        for line in json.dumps(result, indent=1, default=str).split("\n"):  # say() escapes a line break
+            say(line, out)
     elif isinstance(result, list):
         for row in result:
             say("  ".join(f"{k}={v}" for k, v in row.items()), out)
@@ -154,12 +157,21 @@ def show(result: Any, as_json: bool, out: TextIO) -> None:
 
 
 def say(text: str, stream: TextIO) -> None:
-    """Print `text`, escaping what the stream cannot encode.
+    """Print `text` as one line, escaping what the stream cannot encode or a terminal would not show.
 
     Stored text can hold anything, e.g. a lone surrogate from a request written
-    before the gateway refused them; the operator must still see the entry."""
+    before the gateway refused them; the operator must still see the entry. And see
+    it as stored: control and format characters (escape sequences, line breaks,
+    bidi overrides, zero-width characters, BOM) and U+2028/U+2029 are printed as
+    \\uXXXX, so a link cannot show reversed, recoloured, split over lines or shorter
+    than it is."""
+    shown = "".join(_escaped(c) if unicodedata.category(c) in _UNSHOWN else c for c in text)
     encoding = getattr(stream, "encoding", None) or "utf-8"
-    print(text.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+    print(shown.encode(encoding, "backslashreplace").decode(encoding), file=stream)
+
+
+def _escaped(char: str) -> str:
+    return f"\\u{ord(char):04x}" if ord(char) <= 0xFFFF else f"\\U{ord(char):08x}"
 
 
 def _client(service: str) -> Any:

@@ -322,6 +322,15 @@ def test_unknown_reads_only_the_unsettled_entries_not_the_whole_ledger(configure
     assert sum(page["ScannedCount"] for page in read) == 1
 
 
+def stored_unknown(aws: EmbeddedAws, link: str, key: str = "zap-11") -> None:
+    """A ledger entry as an older gateway may have written it, with `link` stored as is."""
+    aws.client("dynamodb").put_item(TableName=TABLE, Item={
+        "pk": {"S": "LEDGER#zapier"}, "sk": {"S": "2026-11-29T10:00:00.000Z#o1"}, "state": {"S": "unknown"},
+        "idempotency_key": {"S": key}, "unsettled": {"S": "zapier"},
+        "request": {"S": json.dumps({"service": 1, "link": link, "quantity": 100})},
+        "estimated_charge": {"S": "0.09"}, "created_at": {"S": "2026-11-29T10:00:00.000Z"}})
+
+
 def strict_utf8() -> io.TextIOWrapper:
     """A stream like a terminal's stdout: text that UTF-8 cannot encode is an error."""
     return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
@@ -333,12 +342,7 @@ def test_unknown_prints_stored_text_that_utf8_cannot_encode(configured: SandboxP
     # given a ledger entry written before the gateway refused lone surrogates (the store
     # keeps the request as JSON, so the link's escape comes back as a lone surrogate)
     new_caller()
-    link = "https://x.com/\ud800"
-    aws.client("dynamodb").put_item(TableName=TABLE, Item={
-        "pk": {"S": "LEDGER#zapier"}, "sk": {"S": "2026-11-29T10:00:00.000Z#o1"}, "state": {"S": "unknown"},
-        "idempotency_key": {"S": "zap-8"}, "unsettled": {"S": "zapier"},
-        "request": {"S": json.dumps({"service": 1, "link": link, "quantity": 100})},
-        "estimated_charge": {"S": "0.09"}, "created_at": {"S": "2026-11-29T10:00:00.000Z"}})
+    stored_unknown(aws, "https://x.com/\ud800", key="zap-8")
     out = strict_utf8()
 
     # when
@@ -349,6 +353,34 @@ def test_unknown_prints_stored_text_that_utf8_cannot_encode(configured: SandboxP
     printed = out.buffer.getvalue().decode("utf-8")  # type: ignore[attr-defined]
     assert code == 0
     assert "https://x.com/\\ud800" in printed and "zap-8" in printed
+
+
+def test_unknown_shows_control_and_format_characters_escaped_so_the_terminal_shows_what_is_stored(
+        configured: SandboxPanel, aws: EmbeddedAws) -> None:
+    # given a link that a terminal would show reversed, recoloured, on two lines or not at all
+    new_caller()
+    link = "https://x.com/\u202egpj.exe\u200b\x1b[31m\nkey=zap-0\r\x85\ufeff\U000e0041\u2028"
+    stored_unknown(aws, link)
+
+    # when
+    code, plain, _ = ops("orders", "unknown")
+    _, as_json, _ = ops("--json", "orders", "unknown")
+
+    # then each character is shown as its escape, and the entry stays on one line
+    assert code == 0
+    assert plain.count("\n") == 1
+    assert ("https://x.com/\\u202egpj.exe\\u200b\\u001b[31m\\u000akey=zap-0\\u000d\\u0085\\ufeff"
+            "\\U000e0041\\u2028") in plain
+    assert json.loads(as_json)[0]["link"] == link
+
+
+def test_plain_output_keeps_ordinary_text_as_it_is(configured: SandboxPanel, aws: EmbeddedAws) -> None:
+    new_caller()
+    stored_unknown(aws, "https://x.com/caf\u00e9/\U0001f600/\u043f")
+
+    code, plain, _ = ops("orders", "unknown")
+
+    assert code == 0 and "https://x.com/caf\u00e9/\U0001f600/\u043f" in plain
 
 
 # -- the module as operators run it ------------------------------------------------------
