@@ -151,10 +151,12 @@ def _check_url(value: str, field: str) -> None:
         raise _invalid(field, f"{field} must be an http(s) URL: http(s)://host/...")
     if _BAD_ESCAPE.search(value):
         raise _invalid(field, f"{field} has a % that is not followed by two hex digits.")
+    if "@" in parts["authority"]:
+        raise _invalid(field, f"{field} must not hold user information (user@host).")
     authority = _AUTHORITY.fullmatch(parts["authority"])
     if authority is None or not _host_ok(authority["host"]):
         raise _invalid(field, f"{field} is not a well-formed URL: its host is not a valid name, IPv4 or "
-                              "[IPv6] address (no user@, no %-escapes, no zone id).")
+                              "[IPv6] address (no %-escapes, no zone id).")
     port = authority["port"]
     if port and not (port.isascii() and port.isdigit() and 0 < int(port) <= 65535):
         raise _invalid(field, f"{field}: the port must be a number between 1 and 65535.")
