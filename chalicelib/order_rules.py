@@ -2,8 +2,10 @@
 
 The request body has already passed the `OrderRequest` schema (types, sizes,
 unknown fields). This module adds what depends on the service from the catalogue:
-the fields its type requires or allows, the quantity range, drip-feed, and the
-estimated charge. Its output is exactly the form the panel's `add` receives.
+the fields its type requires or allows, text the panel would read otherwise than
+it was checked (control characters, a list item holding a line break, links that
+are not plain http(s) URLs), the quantity range, drip-feed, and the estimated
+charge. Its output is exactly the form the panel's `add` receives.
 """
 
 from __future__ import annotations
@@ -128,10 +130,11 @@ def _check_text(request: dict[str, Any]) -> None:
     for name, value in request.items():
         texts = [(f"{name}[{n}]", item) for n, item in enumerate(value)] if isinstance(value, list) \
             else [(name, value)]
+        one_line = " (each item of a list is one line)" if isinstance(value, list) else ""
         for field, text in texts:
             if isinstance(text, str) and _UNSENDABLE.search(text):
                 raise _invalid(field, f"{field} must not contain control characters or line breaks "
-                                      "(NUL, tab, CR, LF, U+2028, ...); a list has one item per element.")
+                                      f"(NUL, tab, CR, LF, U+2028, ...){one_line}.")
             if isinstance(value, list) and not str(text).strip():
                 raise _invalid(field, f"{field} is blank; the panel would not count it as an item.")
 
