@@ -7,6 +7,7 @@ same cached copy, so a request never pays for the catalogue twice.
 
 A refresh that fails, or brings no usable service at all, is not a catalogue: the
 previous copy stays, and the panel is asked again after a short retry interval.
+While one read refreshes, the others serve the previous copy rather than wait.
 """
 
 from __future__ import annotations
@@ -128,7 +129,15 @@ class Catalogue:
         current = self._snapshot
         if current is not None and self._clock() < self._fresh_until:
             return current
-        with self._lock:  # one refresh at a time; the others wait for its result
+        # One refresh at a time. While it runs, the others serve the previous copy: a
+        # slow panel must not hold every order for as long as a refresh takes. Only
+        # when there is no copy yet do they wait for its result.
+        if current is not None:
+            if not self._lock.acquire(blocking=False):
+                return current
+        else:
+            self._lock.acquire()
+        try:
             if self._snapshot is not None and self._clock() < self._fresh_until:
                 return self._snapshot
             try:
@@ -142,6 +151,8 @@ class Catalogue:
                 return self._snapshot
             self._snapshot, self._fresh_until = fetched, self._clock() + self._ttl
             return fetched
+        finally:
+            self._lock.release()
 
     def get(self, service_id: int) -> Service:
         service = self.snapshot().by_id.get(service_id)

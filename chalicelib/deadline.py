@@ -6,15 +6,21 @@ call runs under `WATCHDOG.guard(seconds)`, and one watchdog thread shuts down th
 socket of a call still running at its deadline; the blocked read or write fails at
 once, and the caller sees `Deadline.expired`.
 
-The watchdog finds a call's socket through the connection pool, via `DeadlineAdapter`
-(requests' HTTPAdapter with urllib3 pools that report lending and taking back):
+The deadline holds the call's SOCKET, not just its connection: for an answer that
+runs until close (`Connection: close`, or no length), http.client lets go of the
+connection's socket (`sock = None`) and reads on from the socket's file, so a
+connection no longer leads to the socket that is still being read. The sockets
+reach the deadline through `DeadlineAdapter` (requests' HTTPAdapter with urllib3
+pools and connections that report to the watchdog):
 
-    pool lends a connection ─► it belongs to the call running in this context
+    pool lends a connection ─► it belongs to the call running in this context,
+                               and so does its socket if it is already connected
+    connection connects    ─► its new socket belongs to that call too
     pool takes it back     ─► it belongs to nobody: a later call reusing it is
                               never cut for an earlier call's deadline
 
-A call past its deadline is cut again every RECHECK seconds until it ends: a
-connection's socket appears only once its TLS handshake is done, and that
+A call past its deadline is cut again every RECHECK seconds until it ends: a TLS
+connection's socket is handed over only once its handshake is done, and that
 handshake is bounded by the connect timeout alone.
 """
 
@@ -30,6 +36,7 @@ import time
 from typing import Any, Iterator
 
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 RECHECK = 0.05
@@ -42,7 +49,7 @@ class Deadline:
         self.at = at
         self.expired = False
         self.done = False
-        self.connections: list[Any] = []
+        self.sockets: dict[Any, Any] = {}  # connection lent to this call -> its socket, or None
 
 
 _current: contextvars.ContextVar[Deadline | None] = contextvars.ContextVar("panel_call_deadline",
@@ -72,22 +79,35 @@ class Watchdog:
             _current.reset(token)
             with self._lock:
                 deadline.done = True
-                for connection in deadline.connections:
+                for connection in deadline.sockets:
                     if self._owner.get(connection) is deadline:
                         del self._owner[connection]
-                deadline.connections.clear()
+                deadline.sockets.clear()
                 self._drop_finished()
 
     def lend(self, connection: Any) -> None:
+        """`connection` now serves the call running in this context (if it has a deadline)."""
         deadline = _current.get()
         if deadline is not None:
             with self._lock:
                 self._owner[connection] = deadline
-                deadline.connections.append(connection)
+                deadline.sockets[connection] = getattr(connection, "sock", None)
+
+    def hold(self, connection: Any, sock: Any) -> None:
+        """`connection` has just connected: its call's deadline keeps `sock` itself, which
+        stays the one to cut even after the connection lets go of it."""
+        with self._lock:
+            deadline = self._owner.get(connection)
+            if deadline is not None:
+                deadline.sockets[connection] = sock
+                if deadline.expired:
+                    _shut(sock)
 
     def take_back(self, connection: Any) -> None:
         with self._lock:
-            self._owner.pop(connection, None)
+            deadline = self._owner.pop(connection, None)
+            if deadline is not None:
+                deadline.sockets.pop(connection, None)
 
     def _schedule(self, deadline: Deadline, at: float) -> None:
         heapq.heappush(self._due, (at, next(self._order), deadline))
@@ -115,28 +135,45 @@ class Watchdog:
                     continue
                 heapq.heappop(self._due)
                 deadline.expired = True
-                for connection in deadline.connections:
+                for connection, sock in deadline.sockets.items():
                     if self._owner.get(connection) is deadline:
-                        _shut(getattr(connection, "sock", None))
+                        _shut(sock)
                 self._schedule(deadline, time.monotonic() + RECHECK)  # until the call ends
 
 
-def _shut(sock: socket.socket | None) -> None:
+def _shut(sock: Any) -> None:
     """Shut the socket down under whoever is blocked on it (not close: that thread owns it).
-    Called on the plain socket type so that a TLS socket's state is left to its reader."""
+    Called on the plain socket type so that a TLS socket's state is left to its reader;
+    TLS inside TLS (urllib3's SSLTransport, through an HTTPS proxy) is cut at its TCP socket."""
+    while sock is not None and not isinstance(sock, socket.socket):
+        sock = getattr(sock, "socket", None)
     if sock is None:
         return
     try:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
     except OSError:
-        pass  # already shut, or not connected yet
+        pass  # already shut or closed, or not connected yet
 
 
 WATCHDOG = Watchdog()
 
 
+class _HeldConnection(HTTPConnection):
+    """A urllib3 connection that hands each socket it connects to its call's deadline."""
+
+    def connect(self) -> None:
+        super().connect()
+        WATCHDOG.hold(self, self.sock)
+
+
+class _HeldHTTPSConnection(_HeldConnection, HTTPSConnection):
+    pass
+
+
 class _LendingPool(HTTPConnectionPool):
     """A urllib3 pool that tells the watchdog which call holds which connection."""
+
+    ConnectionCls: type[HTTPConnection] = _HeldConnection
 
     def _get_conn(self, timeout: float | None = None) -> Any:
         connection = super()._get_conn(timeout)
@@ -150,7 +187,7 @@ class _LendingPool(HTTPConnectionPool):
 
 
 class _LendingHTTPSPool(_LendingPool, HTTPSConnectionPool):
-    pass
+    ConnectionCls = _HeldHTTPSConnection
 
 
 _POOLS: dict[str, type[HTTPConnectionPool]] = {"http": _LendingPool, "https": _LendingHTTPSPool}

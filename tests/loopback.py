@@ -33,9 +33,11 @@ class Handler(BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def serving(handler: type[Handler], tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, list[bytes]]]:
-    """Serve `handler` on a loopback port; yields the panel URL and the request bodies."""
-    received: list[bytes] = []
+def serving(handler: type[Handler], tls: ssl.SSLContext | None = None,
+            received: list[bytes] | None = None) -> Iterator[tuple[str, list[bytes]]]:
+    """Serve `handler` on a loopback port; yields the panel URL and the request bodies
+    (kept in `received` if given)."""
+    received = [] if received is None else received
     stopped = threading.Event()
     bound = type(handler.__name__, (handler,), {"received": received, "stopped": stopped})
     server = ThreadingHTTPServer(("127.0.0.1", 0), bound)
@@ -54,8 +56,10 @@ def serving(handler: type[Handler], tls: ssl.SSLContext | None = None) -> Iterat
 
 
 @contextlib.contextmanager
-def scripted_server(status: int, body: bytes = b"", headers: dict[str, str] | None = None) -> Iterator[str]:
-    """A loopback server answering every POST with the same status, headers and body."""
+def scripted_server(status: int, body: bytes = b"", headers: dict[str, str] | None = None, *,
+                    received: list[bytes] | None = None) -> Iterator[str]:
+    """A loopback server answering every POST with the same status, headers and body;
+    the request bodies are kept in `received` if given."""
 
     class Scripted(Handler):
         def do_POST(self) -> None:
@@ -67,19 +71,28 @@ def scripted_server(status: int, body: bytes = b"", headers: dict[str, str] | No
             self.end_headers()
             self.wfile.write(body)
 
-    with serving(Scripted) as (url, _):
+    with serving(Scripted, received=received) as (url, _):
         yield url
 
 
 @contextlib.contextmanager
-def trickling_server(part: str, tls: ssl.SSLContext | None = None) -> Iterator[tuple[str, list[bytes]]]:
+def trickling_server(part: str, tls: ssl.SSLContext | None = None, *,
+                     framing: str = "length") -> Iterator[tuple[str, list[bytes]]]:
     """A panel that reads the request, then sends its answer one byte every
     TRICKLE_EVERY seconds for TRICKLE_FOR seconds: `part="body"` after prompt
     headers, `part="headers"` from the status line on. Each read gets a byte long
-    before any per-read timeout, so only a deadline on the whole call ends it."""
+    before any per-read timeout, so only a deadline on the whole call ends it.
+
+    `framing`: "length", a Content-Length on a kept-alive connection; "close", a
+    Content-Length with `Connection: close`; "eof", no length at all, the answer
+    running until the connection closes. The last two are answers http.client
+    reads after it has let go of the connection's socket."""
     size = int(TRICKLE_FOR / TRICKLE_EVERY)
     body = b'{"balance": "' + b"1" * size + b'", "currency": "USD"}'
-    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+    framing_headers = {"length": f"Content-Length: {len(body)}\r\n",
+                       "close": f"Content-Length: {len(body)}\r\nConnection: close\r\n",
+                       "eof": "Connection: close\r\n"}[framing]
+    head = (f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{framing_headers}"
             f"X-Padding: {'p' * size}\r\n\r\n").encode()
 
     class Trickling(Handler):

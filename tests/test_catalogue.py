@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -20,7 +21,7 @@ from chalicelib.upstream import PanelClient, PanelConfig
 from sandbox import DEFAULT_KEY, SandboxPanel
 from sandbox import Catalogue as SandboxCatalogue
 from tests.conftest import DEFAULT_TIMEOUT
-from tests.loopback import scripted_server
+from tests.loopback import scripted_server, trickling_server
 
 TTL = 300.0
 RETRY = 30.0
@@ -246,11 +247,11 @@ def test_a_failed_refresh_serves_the_previous_copy(catalogue: Catalogue, panel: 
 class SwitchablePanel:
     """The panel URL a catalogue's client calls, and how often it fetched."""
 
-    def __init__(self, url: str, sleeps: list[float]) -> None:
+    def __init__(self, url: str, sleeps: list[float], timeout: float = 5.0) -> None:
         self.url = url
         self.fetches = 0
-        self._client = PanelClient(requests.Session(), lambda: PanelConfig(self.url, DEFAULT_KEY), timeout=5,
-                                   sleep=sleeps.append)
+        self._client = PanelClient(requests.Session(), lambda: PanelConfig(self.url, DEFAULT_KEY),
+                                   timeout=timeout, sleep=sleeps.append)
 
     def services(self) -> list[Any]:
         self.fetches += 1
@@ -304,6 +305,33 @@ def test_without_a_previous_copy_a_failed_fetch_is_the_error(catalogue: Catalogu
         catalogue.snapshot()
     # the next read tries again at once: there is nothing to serve meanwhile
     assert catalogue.get(1)["id"] == 1
+
+
+def test_a_hung_refresh_holds_no_other_read_and_ends_at_the_timeout(
+        panel: SandboxPanel, sleeps: list[float], clock: ManualClock) -> None:
+    # given a catalogue read once, then a panel trickling a `Connection: close` answer
+    source = SwitchablePanel(panel.url, sleeps, timeout=2.0)
+    catalogue = Catalogue(source.services, ttl=TTL, retry_after=RETRY, clock=clock)
+    first = catalogue.snapshot()
+    with trickling_server("body", framing="close") as (url, _):
+        source.url = url
+        clock.now += TTL + 1
+        # when one read refreshes the expired copy
+        refreshed: list[float] = []
+        started = time.monotonic()
+        refresher = threading.Thread(target=lambda: (catalogue.snapshot(),
+                                                     refreshed.append(time.monotonic() - started)))
+        refresher.start()
+        while source.fetches < 2:
+            time.sleep(0.01)
+        # then the other reads meanwhile get the previous copy at once
+        asked = time.monotonic()
+        assert catalogue.snapshot() is first and catalogue.get(1)["id"] == 1
+        assert time.monotonic() - asked < 1.5
+        # and the refresh itself ends at its timeout, keeping the previous copy
+        refresher.join(timeout=30)
+    assert refreshed and refreshed[0] < 8.0
+    assert catalogue.snapshot() is first
 
 
 def test_concurrent_first_reads_fetch_the_catalogue_once(catalogue: Catalogue, panel: SandboxPanel) -> None:

@@ -374,11 +374,14 @@ def test_a_tls_failure_after_the_add_went_out_is_an_unknown_outcome_never_sent_a
     assert len([request for request in received if b"action=add" in request]) == 1
 
 
-def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(resources: Any, panel: Any) -> None:
-    # given a panel that answers the order one byte every 0.5 s for a minute
+@pytest.mark.parametrize("framing", ["length", "close", "eof"])
+def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(
+        resources: Any, panel: Any, framing: str) -> None:
+    # given a panel that answers the order one byte every 0.5 s for a minute, with a
+    # length, with a length and `Connection: close`, or with no length (read to EOF)
     rig = make_rig(resources, panel.url, timeout=2.0)
     rig.catalogue.snapshot()
-    with trickling_server("body") as (url, received):
+    with trickling_server("body", framing=framing) as (url, received):
         rig.upstream.url = url
 
         started = time.monotonic()

@@ -413,10 +413,24 @@ def test_a_trickling_answer_to_a_read_is_cut_at_the_timeout_of_the_whole_call(
     assert len(received) == 1 and sleeps == []
 
 
+@pytest.mark.parametrize("framing", ["close", "eof"])
+def test_a_trickling_answer_that_runs_until_close_is_cut_at_the_timeout_too(
+        panel: SandboxPanel, sleeps: list[float], framing: str) -> None:
+    # given a panel that says `Connection: close` (with a length, or none: read to EOF),
+    # after which http.client reads the answer without its connection's socket
+    with trickling_server("body", framing=framing) as (url, received):
+        upstream = panel_client(panel, sleeps, url=url, timeout=TRICKLE_TIMEOUT)
+        err, took = timed(upstream.balance)
+    assert (type(err), err.status) == (errors.UpstreamTimeout, 504)
+    assert TRICKLE_TIMEOUT <= took < TRICKLE_BOUND
+    assert len(received) == 1 and sleeps == []
+
+
+@pytest.mark.parametrize("part, framing", [("headers", "length"), ("body", "close"), ("body", "eof")])
 def test_a_trickling_answer_over_tls_is_cut_at_the_timeout_too(
-        panel: SandboxPanel, sleeps: list[float], tmp_path: Path) -> None:
+        panel: SandboxPanel, sleeps: list[float], tmp_path: Path, part: str, framing: str) -> None:
     tls, session = trusted_tls(tmp_path)
-    with trickling_server("headers", tls) as (url, received):
+    with trickling_server(part, tls, framing=framing) as (url, received):
         upstream = panel_client(panel, sleeps, url=url, session=session, timeout=TRICKLE_TIMEOUT)
         err, took = timed(upstream.balance)
     assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
