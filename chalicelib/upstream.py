@@ -266,8 +266,14 @@ class PanelClient:
             raise errors.UpstreamBadResponse(f"The panel answered {kind} (HTTP {status}).") from None
         if status >= 500:
             raise errors.UpstreamBadResponse(f"The panel failed (HTTP {status}).")
-        if isinstance(answer, dict) and "error" in answer:
-            raise panel_error(str(answer["error"]))
+        if isinstance(answer, dict):
+            error = _error_text(answer.get("error"))
+            if error is not None and _carries_id(answer):
+                # An order (or refill) id next to an error: it may well have been placed.
+                raise errors.UpstreamBadResponse("The panel answered an id and an error at once.",
+                                                 upstream=error)
+            if error is not None:
+                raise panel_error(error)
         if status >= 400:
             raise errors.UpstreamBadResponse(f"The panel answered HTTP {status}.")
         return answer
@@ -315,9 +321,22 @@ def refill_status(refill_id: int, status: Any) -> dict[str, Any]:
 
 def _item(item_id: int, value: Any, convert: Callable[[int, Any], Any]) -> Any:
     """One entry of a batch answer: `{"error": text}` becomes an error value."""
-    if isinstance(value, dict) and "error" in value:
-        return panel_error(str(value["error"]))
+    error = _error_text(value.get("error")) if isinstance(value, dict) else None
+    if error is not None:
+        return panel_error(error)
     return convert(item_id, value)
+
+
+def _error_text(value: Any) -> str | None:
+    """The text of a panel's `error` field; None when it says no error (absent, null,
+    false or blank), as some panels send `{"order": 9002, "error": null}`."""
+    if value is None or value is False or (isinstance(value, str) and not value.strip()):
+        return None
+    return str(value)
+
+
+def _carries_id(answer: dict[str, Any]) -> bool:
+    return any(answer.get(field) not in (None, "", 0, False) for field in ("order", "refill"))
 
 
 def _read(convert: Callable[[Any], Any], value: Any) -> Any:

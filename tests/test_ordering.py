@@ -6,6 +6,7 @@ DynamoDB with serialised writes, and a clock the test moves.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -18,7 +19,7 @@ import pytest
 from chalicelib import errors
 from local.aws import free_port
 from tests.conftest import SHORT_TIMEOUT, STALL
-from tests.loopback import tls_breaking_server, trickling_server, trusted_tls
+from tests.loopback import scripted_server, tls_breaking_server, trickling_server, trusted_tls
 from tests.ordering_kit import DynamoFault, Rig, default_order, make_rig
 
 DAY = 86400.0
@@ -393,6 +394,48 @@ def test_a_trickling_answer_to_add_is_an_unknown_outcome_within_the_timeout(
     assert (first.code, first.status) == ("outcome_unknown", 504) and took < 8.0
     assert (retry.code, retry.status) == ("outcome_unknown", 409)
     assert len([request for request in received if b"action=add" in request]) == 1
+
+
+def added(received: list[bytes]) -> int:
+    """How many of the panel's requests were orders (the currency's balance read goes first)."""
+    return len([request for request in received if b"action=add" in request])
+
+
+@pytest.mark.parametrize("error", [None, "", "  "])
+def test_an_order_id_with_an_empty_error_is_a_placed_order_replayed_later(
+        resources: Any, panel: Any, error: Any) -> None:
+    # given a panel whose `add` answers an order id next to a null or empty error
+    rig = make_rig(resources, panel.url, timeout=5.0)
+    rig.catalogue.snapshot()
+    received: list[bytes] = []
+    answer = json.dumps({"order": 9002, "error": error}).encode()
+    with scripted_server(200, answer, {"Content-Type": "application/json"}, received=received) as url:
+        rig.upstream.url = url
+        # when the order is placed, then retried with the same key
+        first = rig.place(default_order())
+        retry = rig.place(default_order())
+    # then that is the panel's order: answered, replayed, and sent once
+    assert (first.status, first.body["id"]) == (201, 9002)
+    assert (retry.status, retry.body) == (201, first.body)
+    assert retry.headers["Idempotent-Replayed"] == "true"
+    assert added(received) == 1
+
+
+def test_an_order_id_next_to_an_error_text_is_an_unknown_outcome_never_sent_again(
+        resources: Any, panel: Any) -> None:
+    # given a panel whose `add` answers an order id AND an error
+    rig = make_rig(resources, panel.url, timeout=5.0)
+    rig.catalogue.snapshot()
+    received: list[bytes] = []
+    answer = json.dumps({"order": 9002, "error": "Incorrect request"}).encode()
+    with scripted_server(200, answer, {"Content-Type": "application/json"}, received=received) as url:
+        rig.upstream.url = url
+        first = outcome(lambda: rig.place(default_order()))
+        retry = outcome(lambda: rig.place(default_order()))
+    # then the order may exist: the key is kept, and nothing is sent again
+    assert (first.code, first.status) == ("outcome_unknown", 502)
+    assert (retry.code, retry.status) == ("outcome_unknown", 409)
+    assert added(received) == 1
 
 
 def test_insufficient_funds_then_top_up_with_the_same_key_places_one_order(rig: Rig, panel: Any) -> None:
