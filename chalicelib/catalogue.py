@@ -53,12 +53,15 @@ def service_from_panel(raw: Any) -> Service:
     low, high = values.count(raw.get("min")), values.count(raw.get("max"))
     if low is None or high is None:
         raise ValueError("min/max are not numbers")
+    rate = values.money(raw.get("rate"))
+    if rate.startswith("-"):  # "-0" too: a negative charge would lower the day's spend
+        raise ValueError(f"a negative rate: {rate}")
     return {
         "id": values.identifier(raw.get("service")),
         "name": str(raw.get("name") or ""),
         "type": _CANONICAL_TYPES.get(kind.lower(), kind),
         "category": str(raw.get("category") or ""),
-        "rate": values.money(raw.get("rate")),
+        "rate": rate,
         "min": low,
         "max": high,
         "refill": values.flag(raw.get("refill")),

@@ -133,6 +133,17 @@ def test_unusable_entries_are_skipped_and_the_rest_served(sleeps: list[float], l
     assert any("skipped 7" in line["message"] for line in log_lines)
 
 
+@pytest.mark.parametrize("rate", ["-100", "-0.01", "-0", -5, "-1e3", "NaN", "Infinity"])
+def test_a_service_with_a_negative_or_unreadable_rate_is_skipped_and_logged(
+        sleeps: list[float], log_lines: Any, rate: Any) -> None:
+    good = {"service": 5, "name": "Fine", "type": "Default", "category": "X", "rate": "1.5",
+            "min": 10, "max": 20}
+    with static_panel([good, {**good, "service": 6, "rate": rate}]) as url:
+        catalogue = Catalogue(panel_client(url, sleeps).services)
+        assert [service["id"] for service in catalogue.snapshot().services] == [5]
+    assert any("skipped 1" in line["message"] for line in log_lines)
+
+
 def test_a_services_answer_that_is_not_a_list_is_a_bad_response(sleeps: list[float]) -> None:
     with static_panel({"services": []}) as url:
         with pytest.raises(errors.UpstreamBadResponse):

@@ -438,6 +438,23 @@ def test_an_order_id_next_to_an_error_text_is_an_unknown_outcome_never_sent_agai
     assert added(received) == 1
 
 
+def test_a_service_with_a_negative_rate_is_never_ordered(resources: Any) -> None:
+    # given a panel whose catalogue lists service 1 at a negative rate
+    services = [{"service": 1, "name": "Negative", "type": "Default", "category": "X", "rate": "-100",
+                 "min": 10, "max": 1000},
+                {"service": 2, "name": "Fine", "type": "Default", "category": "X", "rate": "0.90",
+                 "min": 10, "max": 1000}]
+    received: list[bytes] = []
+    with scripted_server(200, json.dumps(services).encode(), {"Content-Type": "application/json"},
+                         received=received) as url:
+        rig = make_rig(resources, url, timeout=5.0)
+        # when it is ordered
+        refused = outcome(lambda: rig.place(default_order()))
+    # then there is no such service (no negative estimated charge), and nothing is sent
+    assert (type(refused), refused.status, refused.code) == (errors.Refused, 422, "unknown_service")
+    assert added(received) == 0
+
+
 def test_insufficient_funds_then_top_up_with_the_same_key_places_one_order(rig: Rig, panel: Any) -> None:
     panel.set_balance(Decimal("0.01"))
     refused = outcome(lambda: rig.place(default_order()))
