@@ -133,7 +133,7 @@ def test_unusable_entries_are_skipped_and_the_rest_served(sleeps: list[float], l
     assert any("skipped 7" in line["message"] for line in log_lines)
 
 
-@pytest.mark.parametrize("rate", ["-100", "-0.01", "-0", -5, "-1e3", "NaN", "Infinity"])
+@pytest.mark.parametrize("rate", ["-100", "-0.01", "-0", -5, "-1e3", "NaN", "Infinity", "1e5000"])
 def test_a_service_with_a_negative_or_unreadable_rate_is_skipped_and_logged(
         sleeps: list[float], log_lines: Any, rate: Any) -> None:
     good = {"service": 5, "name": "Fine", "type": "Default", "category": "X", "rate": "1.5",

@@ -291,6 +291,27 @@ def test_an_exception_outside_any_view_is_logged_once_and_answered_500(
     assert [line["status"] for line in access_lines(log_lines)] == [500]
 
 
+def test_an_answer_the_json_encoder_refuses_is_logged_once_and_answered_500(
+        bare_client: Any, panel: SandboxPanel, log_lines: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    # given a bug that lets a number of 5001 digits into an answer: json refuses to write it
+    from chalicelib import values
+
+    monkeypatch.setattr(values, "money", lambda value: 10 ** 5000)
+
+    answer = bare_client.http.get("/balance", headers={"x-api-key": CALLER_KEY})
+
+    # then the route's own crash handling answers it: the 500 shape, one crash line
+    request_id = answer.headers["X-Request-Id"]
+    assert answer.status_code == 500
+    assert json.loads(answer.body) == {"error": {"code": "internal_error", "upstream": None,
+                                                 "message": json.loads(answer.body)["error"]["message"]},
+                                       "request_id": request_id}
+    [crash] = crash_lines(log_lines)
+    assert (crash["request_id"], crash["route"], crash["method"]) == (request_id, "/balance", "GET")
+    assert "Exceeds the limit" in crash["exception"]
+    assert [line["status"] for line in access_lines(log_lines)] == [500]
+
+
 def test_an_answer_chalice_refuses_is_logged_once_and_answered_500(
         bare_client: Any, panel: SandboxPanel, log_lines: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     # given a bug that puts a newline into a header: Chalice itself refuses that answer

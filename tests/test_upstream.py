@@ -575,6 +575,19 @@ def test_money_sent_as_a_json_number_keeps_every_digit(panel: SandboxPanel, slee
                                                                    "currency": "USD"}
 
 
+def test_a_count_of_a_huge_exponent_is_unknown_and_such_money_a_bad_response(
+        panel: SandboxPanel, sleeps: list[float]) -> None:
+    counts = b'{"status": "Pending", "charge": "0.1", "start_count": 1e100000, "remains": "1e5000"}'
+    with scripted_server(200, counts, {"Content-Type": "application/json"}) as url:
+        status = panel_client(panel, sleeps, url=url).status(7)
+    assert (status["start_count"], status["remains"]) == (None, None)
+    charge = b'{"status": "Pending", "charge": "1e100000", "start_count": 1, "remains": 1}'
+    with scripted_server(200, charge, {"Content-Type": "application/json"}) as url:
+        with pytest.raises(errors.UpstreamBadResponse) as raised:
+            panel_client(panel, sleeps, url=url).status(7)
+    assert (raised.value.status, raised.value.code) == (502, "upstream_bad_response")
+
+
 @pytest.mark.parametrize("status, answer", [
     (403, b'{"error": "Invalid API key"}'),
     (401, b'{"error": "Incorrect API key"}'),

@@ -6,6 +6,7 @@ of a status maps to one `state`.
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -45,6 +46,44 @@ def test_unreadable_money_is_refused(sent: Any) -> None:
         values.money(sent)
 
 
+HUGE = ["1e5000", "1e100000", "1E999999999", "-1e999999999", Decimal("1E+999999999"), "1" * 5000,
+        "0." + "0" * 5000 + "1", Decimal("1E-999999999"), "1e-30", 10 ** 5000]
+
+
+def label(value: Any) -> str:
+    """A short test id: pytest cannot even write 10**5000 out as one."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"int of {value.bit_length()} bits"
+    text = repr(value)
+    return text if len(text) <= 30 else f"{text[:20]}...({len(text)} chars)"
+
+
+@pytest.mark.parametrize("sent", HUGE + [10 ** 18, "1000000000000000000"], ids=label)
+def test_money_of_an_implausible_size_is_refused(sent: Any) -> None:
+    with pytest.raises(ValueError) as raised:
+        values.money(sent)
+    assert len(str(raised.value)) < 200  # the message is not the blow-up either
+
+
+@pytest.mark.parametrize("sent, kept", [
+    ("999999999999999999.999999999999999999", "999999999999999999.999999999999999999"),
+    ("0.1000000000000000000000000", "0.1"),  # trailing zeros past 18 places are not places
+    (Decimal("5E+3"), "5000"),
+])
+def test_money_within_its_bounds_is_read_exactly(sent: Any, kept: str) -> None:
+    assert values.money(sent) == kept
+
+
+def test_huge_exponents_are_read_in_no_time() -> None:
+    # an exponent is a few characters; writing its number out would be a billion digits
+    started = time.monotonic()
+    for sent in HUGE:
+        values.count(sent)
+        with pytest.raises(ValueError):
+            values.identifier(sent)
+    assert time.monotonic() - started < 2.0
+
+
 # -- counts -----------------------------------------------------------------------
 
 
@@ -68,6 +107,17 @@ def test_counts_that_are_not_whole_numbers_are_none(sent: Any) -> None:
     assert values.count(sent) is None
 
 
+@pytest.mark.parametrize("sent", HUGE + [2 ** 63, -2 ** 63 - 1, "9223372036854775808", Decimal("1E+19")],
+                         ids=label)
+def test_counts_beyond_the_contracts_int64_are_none(sent: Any) -> None:
+    assert values.count(sent) is None
+
+
+@pytest.mark.parametrize("sent", [2 ** 63 - 1, "9223372036854775807", -2 ** 63, Decimal("9.2E+18")])
+def test_counts_at_the_edge_of_int64_are_read(sent: Any) -> None:
+    assert values.count(sent) == int(sent)
+
+
 # -- ids --------------------------------------------------------------------------
 
 
@@ -76,7 +126,8 @@ def test_ids_become_integers_from_numbers_or_strings(sent: Any) -> None:
     assert values.identifier(sent) == 23501
 
 
-@pytest.mark.parametrize("sent", ["0", 0, "-1", -7, "abc", "", None, True, "1.5", Decimal("1.5"), [1]])
+@pytest.mark.parametrize("sent", ["0", 0, "-1", -7, "abc", "", None, True, "1.5", Decimal("1.5"), [1],
+                                  2 ** 53, "9007199254740992", "1" * 5000], ids=label)
 def test_ids_that_are_not_positive_integers_are_refused(sent: Any) -> None:
     with pytest.raises(ValueError):
         values.identifier(sent)
