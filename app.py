@@ -193,12 +193,9 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             try:
                 try:
                     request = current_request()
-                    event = request.to_original_event()
                     if not public:
-                        key = http.field_value(request.headers, event.get("multiValueHeaders"), "X-API-Key",
-                                               errors.Unauthorized)
-                        _caller.set(authenticate(key))
-                    http.require_event_unicode(event)
+                        _caller.set(authenticate(header("X-API-Key", errors.Unauthorized)))
+                    http.require_event_unicode(request.to_original_event())
                     _query.set(checked_query(request))
                     result = view(**params)
                     response = result if isinstance(result, Response) else Response(body=result,
@@ -270,6 +267,13 @@ def query(**readers: Callable[[str], Any]) -> dict[str, Any]:
     return {name: readers.get(name, str)(value) for name, value in _query.get().items()}
 
 
+def header(name: str, refused: type[errors.GatewayError] = errors.ValidationError) -> str | None:
+    """This request's header `name`, judged by its lines: API Gateway (and the local run)
+    list every line in multiValueHeaders, while `headers` keeps only the last."""
+    request = current_request()
+    return http.field_value(request.headers, request.to_original_event().get("multiValueHeaders"), name, refused)
+
+
 def body(form: bool = False) -> Any:
     request = current_request()
     return http.read_body(request.raw_body, request.headers.get("content-type"), form=form)
@@ -303,11 +307,8 @@ def get_service(service_id: str) -> Any:
 @route("/orders", methods=("POST",), status=201)
 def create_order() -> Response:
     request = current_request()
-    # Sent twice, it is refused as X-API-Key is, deployed (multiValueHeaders) and under
-    # the local run alike: read as one joined value it would be a key of its own.
-    key = http.field_value(request.headers, request.to_original_event().get("multiValueHeaders"),
-                           "Idempotency-Key")
-    answer = desk().place(_caller.get(), key, body(form=True),
+    # Sent twice, it is refused as X-API-Key is: read as one joined value it would be a key of its own.
+    answer = desk().place(_caller.get(), header("Idempotency-Key"), body(form=True),
                           form=http.media_type(request.headers.get("content-type")) == http.FORM)
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
