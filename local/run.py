@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import re
+import signal
 import socket
 import sys
 from http import HTTPStatus
@@ -39,6 +40,9 @@ def main() -> int:
     if not port_is_free(port):
         print(f"port {port} on 127.0.0.1 is in use; set PORT to another one", file=sys.stderr)
         return 1
+    # Ctrl-C (SIGINT) stops the run even when it was started from a script in the
+    # background, where the shell hands it SIGINT ignored and Python keeps it so.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     quiet_embedded_services()
     aws = EmbeddedAws().start()
     sandbox = None

@@ -94,7 +94,8 @@ class LocalRun:
 def run_starter(directory: Path, started: list[LocalRun]) -> Callable[..., LocalRun]:
     """A function starting `python -m local.run` with the given environment, noting each in `started`."""
 
-    def start(port: int | None = None, project: Path = ROOT, **environ: str) -> LocalRun:
+    def start(port: int | None = None, project: Path = ROOT, sigint_ignored: bool = False,
+              **environ: str) -> LocalRun:
         port = port or free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
         env.update(PORT=str(port), GATEWAY_API_KEY=CALLER_KEY, PYTHONUNBUFFERED="1", **environ)
@@ -102,7 +103,10 @@ def run_starter(directory: Path, started: list[LocalRun]) -> Callable[..., Local
         stdout, stderr = directory / f"{name}.out", directory / f"{name}.err"
         # Files, not pipes: a full pipe would block the server under the concurrent test.
         with stdout.open("wb") as out, stderr.open("wb") as err:
-            process = subprocess.Popen([sys.executable, "-m", "local.run"], cwd=project, env=env,
+            command = [sys.executable, "-m", "local.run"]
+            if sigint_ignored:  # as a shell script starts a command in the background (`make run &`)
+                command = ["sh", "-c", "trap '' INT; exec \"$0\" \"$@\"", *command]
+            process = subprocess.Popen(command, cwd=project, env=env,
                                        stdout=out, stderr=err, start_new_session=True)
         run = LocalRun(process, port, stdout, stderr)
         started.append(run)
@@ -224,7 +228,8 @@ def banner_upstream(output: str) -> str:
 
 def test_serves_the_gateway_on_port_and_ctrl_c_leaves_nothing_running(
         local_run: Callable[..., LocalRun]) -> None:
-    run = local_run(SMM_API_KEY=UPSTREAM_KEY)
+    # Started with SIGINT ignored, as from a script in the background: Ctrl-C still stops it.
+    run = local_run(SMM_API_KEY=UPSTREAM_KEY, sigint_ignored=True)
     run.wait_ready()
 
     health = run.get("/health", key=None)
