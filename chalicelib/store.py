@@ -9,7 +9,8 @@ Three kinds of item share the table (pk, sk):
 A ledger entry carries `unsettled` (its caller) from the claim until its outcome is
 settled (completed, released or resolved), so the sparse index UNSETTLED_INDEX
 (unsettled, sk) lists what an operator may have to resolve without reading the
-rest of a caller's ledger.
+rest of a caller's ledger. Entries claimed before the index existed get it from
+`index_unsettled`, run once on upgrade (`python -m ops orders backfill-unsettled`).
 
 Every write is conditional and carries the attempt's owner token. An attempt moves
 
@@ -104,6 +105,11 @@ class Store(Protocol):
         """Record the real order, or with None free the key (and its spending).
 
         Refused with `IdempotencyConflict` unless the outcome is unknown or the lease ran out."""
+
+    def index_unsettled(self, caller: str) -> list[dict[str, Any]]:
+        """Upgrade: put the caller's unsettled entries written before the index into it.
+
+        Returns the entries it marked; a second run marks none."""
 
 
 class DynamoStore:
@@ -240,6 +246,44 @@ class DynamoStore:
             self._transact(items)
         except _Cancelled as cancelled:
             raise errors.IdempotencyConflict(self._unresolvable(cancelled.reasons[0])) from None
+
+    def index_unsettled(self, caller: str) -> list[dict[str, Any]]:
+        """Entries claimed before `unsettled` existed lack it, so `unsettled()` misses them.
+
+        Pages through the caller's ledger (a Query, once per upgrade); each mark is
+        conditional on the entry being unsettled and unmarked still, so an entry that
+        completed (its `unsettled` removed) or was released meanwhile is not listed again."""
+        from botocore.exceptions import ClientError
+
+        unsettled = {":submitting": "submitting", ":unknown": UNKNOWN}
+        still = "#state IN (:submitting, :unknown) AND attribute_not_exists(unsettled)"
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": still,
+            "ExpressionAttributeNames": {"#state": "state"},
+            "ExpressionAttributeValues": self._values({":pk": f"LEDGER#{caller}", **unsettled}),
+        }
+        marked: list[dict[str, Any]] = []
+        while True:
+            page = self._call("query", **params)
+            for item in page.get("Items", []):
+                try:
+                    self._client.update_item(
+                        TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]},
+                        UpdateExpression="SET unsettled = :caller", ConditionExpression=still,
+                        ExpressionAttributeNames={"#state": "state"},
+                        ExpressionAttributeValues=self._values({":caller": caller, **unsettled}))
+                except ClientError as exc:
+                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                        raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
+                    continue  # settled (or marked) since the page was read
+                except Exception as exc:
+                    raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
+                marked.append(self._plain(item))
+            if not page.get("LastEvaluatedKey"):
+                return marked
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- reads ---------------------------------------------------------------------
 

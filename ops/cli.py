@@ -32,6 +32,7 @@ EXAMPLES = """examples:
   python -m ops --stage prod orders unknown
   python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --order-id 23501
   python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --release
+  python -m ops --stage prod orders backfill-unsettled
 """
 
 
@@ -73,6 +74,9 @@ def parser() -> argparse.ArgumentParser:
     outcome.add_argument("--order-id", type=_order_id, help="the panel's id of the order this key placed")
     outcome.add_argument("--release", action="store_true",
                          help="the panel has no such order: free the key so the caller's retry places it")
+    backfill = book.add_parser("backfill-unsettled",
+                               help="once after upgrading: let `unknown` see orders claimed by an older version")
+    backfill.add_argument("--caller")
     return top
 
 
@@ -131,6 +135,11 @@ def run(args: argparse.Namespace, doc: SecretDocument, table: str, stdin: TextIO
         verdict = "released: the caller's next retry places the order" if args.release else \
             f"recorded: the key now replays order {args.order_id}"
         return {**entry, "resolution": verdict}
+    if command == "orders backfill-unsettled":
+        names = [args.caller] if args.caller else callers_in(doc)
+        marked = orders.backfill_unsettled(_store(table), names)
+        return [{"caller": name, "marked": len(entries), **({"entries": entries} if args.json else {})}
+                for name, entries in marked.items()]
     raise AssertionError(command)
 
 
@@ -191,11 +200,16 @@ def _desk(table: str) -> Any:
     Built here, not by importing the function's `app`: ops needs no Chalice, no panel
     and none of the function's settings but the retention of a resolved answer."""
     from chalicelib.ordering import OrderDesk, Policy
-    from chalicelib.store import DynamoStore
 
     days = float(os.environ.get("IDEMPOTENCY_RETENTION_DAYS") or "7")  # as app.desk() reads it
-    return OrderDesk(panel=None, catalogue=None, store=DynamoStore(_client("dynamodb"), table), schemas=None,
+    return OrderDesk(panel=None, catalogue=None, store=_store(table), schemas=None,
                      policy=Policy(retention_seconds=days * 86400))
+
+
+def _store(table: str) -> Any:
+    from chalicelib.store import DynamoStore
+
+    return DynamoStore(_client("dynamodb"), table)
 
 
 def _order_id(text: str) -> int:

@@ -1,10 +1,14 @@
-"""`ops orders unknown|resolve`: settle orders whose outcome the gateway could not know.
+"""`ops orders unknown|resolve|backfill-unsettled`: settle orders whose outcome the gateway could not know.
 
 When the panel's answer to `add` is lost, the gateway records the attempt as
 `unknown` and answers 409 `outcome_unknown` to every retry with that
 Idempotency-Key, so nothing is sent twice. An operator looks the order up on the
 panel (by link and time) and then either records its id, so the key replays it,
 or releases the key, so the caller's next retry places the order.
+
+`backfill-unsettled` is the one-time upgrade for a table written by a gateway
+older than the index of unsettled orders: until it runs, `unknown` misses the
+unknown orders of that time.
 
 The desk is built by ops/cli.py on the stage's table with the function's retention;
 only its store is used, the panel is not called.
@@ -36,3 +40,9 @@ def resolve(desk: Any, caller: str, key: str, order_id: int | None) -> dict[str,
                        "(see `python -m ops orders unknown`)")
     desk.resolve(caller, key, order_id)
     return entry
+
+
+def backfill_unsettled(store: Any, callers: Iterable[str]) -> dict[str, list[dict[str, Any]]]:
+    """Put each caller's entries still submitting or unknown, claimed before the index existed,
+    into it, so `unknown` lists them: what was marked, by caller (nothing on a rerun)."""
+    return {caller: store.index_unsettled(caller) for caller in callers}

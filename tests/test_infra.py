@@ -265,15 +265,18 @@ def test_the_committed_policies_name_only_their_own_stages_resources(
 
 def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dict[str, dict[str, Any]]) -> None:
     # `ops orders unknown` reads the index; the function never does, so its role has no grant on it.
+    # The table itself: resolve's read and writes, and backfill-unsettled's Query and marks.
     text = (ROOT / "docs/deploy.md").read_text()
     block = re.search(r"### Permissions for operators\s+```json\n(.*?)```", text, re.S)
     assert block is not None
     policy = json.loads(block[1])
     (index,) = [st for st in policy["Statement"] if st["Resource"].endswith("/index/" + UNSETTLED_INDEX)]
     table = substitute(templates["prod"]["Resources"]["GatewayTable"]["Properties"]["TableName"], "prod")
+    (items,) = [st for st in policy["Statement"] if st["Resource"] == f"arn:aws:dynamodb:*:*:table/{table}"]
 
     assert index["Action"] == ["dynamodb:Query"]
     assert index["Resource"] == f"arn:aws:dynamodb:*:*:table/{table}/index/{UNSETTLED_INDEX}"
+    assert items["Action"] == ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     for template in templates.values():
         granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
         assert granted["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}

@@ -331,6 +331,39 @@ def stored_unknown(aws: EmbeddedAws, link: str, key: str = "zap-11") -> None:
         "estimated_charge": {"S": "0.09"}, "created_at": {"S": "2026-11-29T10:00:00.000Z"}})
 
 
+def written_before_the_index(aws: EmbeddedAws, key: str, state: str, at: str) -> None:
+    """A ledger entry as a gateway older than the `unsettled` index wrote it: without that attribute."""
+    aws.client("dynamodb").put_item(TableName=TABLE, Item={
+        "pk": {"S": "LEDGER#zapier"}, "sk": {"S": f"2026-11-29T10:00:{at}.000Z#{key}"}, "state": {"S": state},
+        "idempotency_key": {"S": key}, "request": {"S": json.dumps(ORDER)},
+        "estimated_charge": {"S": "0.09"}, "created_at": {"S": f"2026-11-29T10:00:{at}.000Z"}})
+
+
+def test_backfill_lets_unknown_list_orders_claimed_before_the_index_once(configured: SandboxPanel,
+                                                                          aws: EmbeddedAws) -> None:
+    # given a ledger from before the index: two unknown orders and a settled one
+    new_caller("zapier")
+    new_caller("make")
+    written_before_the_index(aws, "old-1", "unknown", "01")
+    written_before_the_index(aws, "old-2", "unknown", "02")
+    written_before_the_index(aws, "old-done", "completed", "03")
+    assert json.loads(ops("--json", "orders", "unknown")[1]) == []
+
+    # when
+    code, out, err = ops("orders", "backfill-unsettled")
+
+    # then
+    assert code == 0, err
+    assert out.splitlines() == ["caller=make  marked=0", "caller=zapier  marked=2"]
+    listed = json.loads(ops("--json", "orders", "unknown")[1])
+    assert [(e["caller"], e["idempotency_key"]) for e in listed] == [("zapier", "old-2"), ("zapier", "old-1")]
+    settled = aws.client("dynamodb").get_item(
+        TableName=TABLE, Key={"pk": {"S": "LEDGER#zapier"}, "sk": {"S": "2026-11-29T10:00:03.000Z#old-done"}})
+    assert "unsettled" not in settled["Item"]
+    code, out, _ = ops("--json", "orders", "backfill-unsettled", "--caller", "zapier")
+    assert code == 0 and json.loads(out) == [{"caller": "zapier", "marked": 0, "entries": []}]
+
+
 def strict_utf8() -> io.TextIOWrapper:
     """A stream like a terminal's stdout: text that UTF-8 cannot encode is an error."""
     return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")

@@ -183,6 +183,59 @@ def test_unsettled_lists_only_claims_whose_outcome_is_not_settled(store: Store) 
     assert store.unsettled("bob") == []
 
 
+def written_before_the_index(resources: Any, claimed: Attempt) -> None:
+    """The ledger entry as a gateway older than the `unsettled` index left it."""
+    resources.client("dynamodb").update_item(
+        TableName=TABLE, Key={"pk": {"S": f"LEDGER#{claimed.caller}"}, "sk": {"S": claimed.ledger_sk}},
+        UpdateExpression="REMOVE unsettled")
+
+
+def test_index_unsettled_marks_old_unsettled_entries_once_and_leaves_settled_ones(store: Store,
+                                                                                   resources: Any) -> None:
+    # given entries claimed before the index: one completed, one unknown, one in flight
+    done, lost, flying = (attempt(o, key=o, at=NOW + n) for n, o in enumerate(["done", "lost", "fly"]))
+    for each in (done, lost, flying):
+        store.claim(each, each.created_at)
+        written_before_the_index(resources, each)
+    store.complete(done, 23501, {"status": 201, "body": {}, "headers": {}}, NOW + 100)
+    store.mark_unknown("alice", lost.key_hash, lost.owner, lost.ledger_sk)
+    settled = store.ledger("alice", 10, None)[0][-1]
+    assert store.unsettled("alice") == []
+
+    # when
+    marked = store.index_unsettled("alice")
+
+    # then
+    assert sorted(e["idempotency_key"] for e in marked) == ["fly", "lost"]
+    assert [(i["idempotency_key"], i["state"]) for i in store.unsettled("alice")] == [
+        ("fly", "submitting"), ("lost", UNKNOWN)]
+    assert store.ledger("alice", 10, None)[0][-1] == settled
+    assert store.index_unsettled("alice") == [] and store.index_unsettled("bob") == []
+
+
+def test_index_unsettled_does_not_mark_an_entry_that_completes_after_it_was_read(resources: Any) -> None:
+    # given an old unsettled entry whose request completes between the page read and the mark
+    dynamodb = resources.new_client("dynamodb")  # its own, for the hook
+    store = DynamoStore(dynamodb, TABLE)
+    racer = attempt("racer", key="racer")
+    store.claim(racer, NOW)
+    written_before_the_index(resources, racer)
+
+    def complete_first(**_: Any) -> None:
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", complete_first)
+        store.complete(racer, 23501, {"status": 201, "body": {}, "headers": {}}, NOW + 100)
+
+    dynamodb.meta.events.register("before-call.dynamodb.UpdateItem", complete_first)
+    try:
+        marked = store.index_unsettled("alice")
+    finally:
+        dynamodb.meta.events.unregister("before-call.dynamodb.UpdateItem", complete_first)
+
+    # then
+    assert marked == [] and store.unsettled("alice") == []
+    assert store.ledger("alice", 10, None)[0][0]["state"] == "pending"
+
+
 def test_resolving_a_record_whose_lease_is_running_is_refused_by_the_write(store: Store) -> None:
     first = attempt()
     store.claim(first, NOW)
