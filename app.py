@@ -130,10 +130,17 @@ def desk() -> Any:
 
 
 @functools.cache
+def account() -> Any:
+    from chalicelib.account import Account, threshold
+
+    return Account(panel().balance, threshold(os.environ.get("BALANCE_LOW_THRESHOLD")))
+
+
+@functools.cache
 def currency() -> Any:
     from chalicelib.currency import AccountCurrency
 
-    return AccountCurrency(panel().balance)
+    return AccountCurrency(account().balance)
 
 
 def _loaded_panel_key() -> list[str]:
@@ -289,7 +296,7 @@ def health() -> dict[str, str]:
 
 @route("/balance")
 def balance() -> dict[str, Any]:
-    return panel().balance()
+    return account().balance()
 
 
 @route("/services")

@@ -19,7 +19,7 @@ CALLER_KEY = "sgw_bench_caller_key_0123456789abcdef"
 PANEL_KEY = "bench-panel-key"
 TABLE = "smm-gateway-bench"
 # Settings of the shell that must not reach a child: it gets only what a deployed function has.
-_DROPPED = ("AWS_", "SMM_", "GATEWAY_", "CATALOGUE_", "IDEMPOTENCY_", "MAX_ORDER_", "DAILY_SPEND_",
+_DROPPED = ("AWS_", "SMM_", "GATEWAY_", "CATALOGUE_", "IDEMPOTENCY_", "MAX_ORDER_", "DAILY_SPEND_", "BALANCE_LOW_",
             "SECRET_MAX_AGE_", "LAMBDA_", "PYTHONPATH")
 
 

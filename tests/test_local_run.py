@@ -39,7 +39,7 @@ HTTP_TIMEOUT = 10.0
 # Settings the shared fixtures put into this process's environment (conftest's `aws`)
 # must not leak into the run under test: it has to work from a bare shell.
 _NOT_INHERITED = ("AWS_", "SMM_", "GATEWAY_", "CATALOGUE_", "IDEMPOTENCY_", "MAX_ORDER_",
-                  "DAILY_SPEND_", "SECRET_MAX_AGE_", "PORT")
+                  "DAILY_SPEND_", "BALANCE_LOW_", "SECRET_MAX_AGE_", "PORT")
 
 
 @dataclass
