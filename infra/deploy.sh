@@ -10,7 +10,8 @@
 # or the profile's). DEPLOY_BUCKET names the S3 bucket for the code zip; by default
 # smm-gateway-artifacts-<account>-<region>, created on first use. ALARM_EMAIL, when set,
 # subscribes that address to the alarms' topic (set and empty: unsubscribes; unset: the
-# stack keeps what it had).
+# stack keeps what it had). BALANCE_LOW_THRESHOLD, likewise, sets the function's threshold
+# for the balance-low alarm (set and empty: off; unset: the stack keeps what it had).
 set -euo pipefail
 
 stage=${1:?usage: infra/deploy.sh <stage> [build dir]}
@@ -48,5 +49,6 @@ aws cloudformation package --template-file "$template" --s3-bucket "$bucket" --s
   --output-template-file "$build/packaged.yaml"
 aws cloudformation deploy --template-file "$build/packaged.yaml" --stack-name "$stack" \
   --s3-bucket "$bucket" --s3-prefix "$stack" --parameter-overrides "Stage=$stage" ${ALARM_EMAIL+"AlarmEmail=$ALARM_EMAIL"} \
+  ${BALANCE_LOW_THRESHOLD+"BalanceLowThreshold=$BALANCE_LOW_THRESHOLD"} \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset
 aws cloudformation describe-stacks --stack-name "$stack" --query "Stacks[0].Outputs" --output table

@@ -139,7 +139,7 @@ def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
     check(conf["MemorySize"] == config["lambda_memory_size"], f"memory {conf['MemorySize']}")
     check(conf["Timeout"] == config["lambda_timeout"], f"timeout {conf['Timeout']}")
     expected_env = {**config["environment_variables"], "GATEWAY_TABLE": table["TableName"],
-                    "GATEWAY_SECRET_ID": secret["ARN"]}
+                    "GATEWAY_SECRET_ID": secret["ARN"], "BALANCE_LOW_THRESHOLD": ""}  # the parameter's default
     check(conf["Environment"]["Variables"] == expected_env, f"environment {conf['Environment']}")
     reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
     check(reserved == config.get("reserved_concurrency"), f"reserved concurrency {reserved}")

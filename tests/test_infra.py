@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,8 @@ COPIED = ("app.py", "chalicelib", "requirements.txt", ".chalice/config.json", ".
           ".chalice/policy-prod.json", "infra/resources.json")
 # What app.py reads that is not a resource name: tunables with defaults in app.py.
 SETTINGS = {"SMM_TIMEOUT_SECONDS", "CATALOGUE_TTL_SECONDS", "SECRET_MAX_AGE_SECONDS",
-            "IDEMPOTENCY_RETENTION_DAYS", "IDEMPOTENCY_KEY_REQUIRED", "MAX_ORDER_CHARGE", "DAILY_SPEND_LIMIT"}
+            "IDEMPOTENCY_RETENTION_DAYS", "IDEMPOTENCY_KEY_REQUIRED", "MAX_ORDER_CHARGE", "DAILY_SPEND_LIMIT",
+            "BALANCE_LOW_THRESHOLD"}
 # What app.py reads that names a resource, and the type the template must create for it.
 RESOURCES = {"GATEWAY_TABLE": "AWS::DynamoDB::Table", "GATEWAY_SECRET_ID": "AWS::SecretsManager::Secret"}
 TRANSACT_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
@@ -328,12 +330,14 @@ def test_deploy_ships_the_packaged_stage_to_its_own_stack(built: dict[str, Path]
     assert ["s3", "mb", "s3://smm-gateway-artifacts-123456789012-eu-west-1", "--region", "eu-west-1"] in calls.aws
 
 
-def test_deploy_subscribes_alarm_email_only_when_asked(built: dict[str, Path], tmp_path: Path,
-                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+def test_deploy_sets_alarm_email_and_balance_threshold_only_when_asked(built: dict[str, Path], tmp_path: Path,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ALARM_EMAIL", raising=False)
+    monkeypatch.delenv("BALANCE_LOW_THRESHOLD", raising=False)
     runs = {name: run_deploy("dev", built["dev"].parent, tmp_path / name, quota=1000, env=env)
             for name, env in (("unset", {}), ("given", {"ALARM_EMAIL": "ops@example.com"}),
-                              ("cleared", {"ALARM_EMAIL": ""}))}
+                              ("cleared", {"ALARM_EMAIL": ""}), ("threshold", {"BALANCE_LOW_THRESHOLD": "25"}),
+                              ("threshold cleared", {"BALANCE_LOW_THRESHOLD": ""}))}
 
     overrides = {}
     for name, run in runs.items():
@@ -342,7 +346,8 @@ def test_deploy_subscribes_alarm_email_only_when_asked(built: dict[str, Path], t
         overrides[name] = deployed[start:deployed.index("--capabilities")]
     # unset: the stack keeps its previous value (new stacks: the empty default)
     assert overrides == {"unset": ["Stage=dev"], "given": ["Stage=dev", "AlarmEmail=ops@example.com"],
-                         "cleared": ["Stage=dev", "AlarmEmail="]}
+                         "cleared": ["Stage=dev", "AlarmEmail="], "threshold": ["Stage=dev", "BalanceLowThreshold=25"],
+                         "threshold cleared": ["Stage=dev", "BalanceLowThreshold="]}
 
 
 def test_deploy_stops_before_anything_when_the_account_cannot_reserve_concurrency(
@@ -455,7 +460,7 @@ def test_api_gateways_own_answers_are_part_of_the_api_so_every_deployment_carrie
 
 # -- alarms ----------------------------------------------------------------------------------
 
-ALARM_FILTERS = {"Requests", "ServerErrors", "OutcomeUnknown", "UpstreamErrors", "ErrorLines"}
+ALARM_FILTERS = {"Requests", "ServerErrors", "OutcomeUnknown", "UpstreamErrors", "ErrorLines", "BalanceLow"}
 
 
 def metric_filters(template: dict[str, Any]) -> dict[str, str]:
@@ -493,7 +498,8 @@ def test_each_alarm_filter_counts_exactly_the_gateway_lines_it_is_named_for(
     from tests.filter_pattern import matches
 
     # given the lines the gateway prints for: an answer, a refusal, an upstream error, an
-    # order whose outcome is lost, its replay, and a crash
+    # order whose outcome is lost, its replay, a crash, and a balance read under the threshold
+    monkeypatch.setenv("BALANCE_LOW_THRESHOLD", "10")
     order = {"service": 1, "link": "https://www.instagram.com/p/alarms/", "quantity": 100}
     assert client.get("/health").status_code == 200
     assert client.get("/balance", key="sgw_nobody").status_code == 401
@@ -509,11 +515,13 @@ def test_each_alarm_filter_counts_exactly_the_gateway_lines_it_is_named_for(
     monkeypatch.setattr(http, "parse_id", broken)
     with Client(gateway.app) as raw:  # a 500 is a bug, outside `client`'s contract check
         assert raw.http.get("/orders/42", headers={"x-api-key": CALLER_KEY}).status_code == 500
+    panel.set_balance(Decimal("9.99"))
+    assert client.get("/balance").status_code == 200
     codes = [json.loads(a.body)["error"]["code"] for a in (upstream, unknown, replayed)]
     assert codes[0].startswith("upstream_") and codes[1:] == ["outcome_unknown", "outcome_unknown"]
     lines = log_lines.text.splitlines()
     access = [json.loads(line) for line in lines if json.loads(line)["logger"] == "chalicelib.access"]
-    assert [line["status"] for line in access] == [200, 401, upstream.status_code, unknown.status_code, 409, 500]
+    assert [line["status"] for line in access] == [200, 401, upstream.status_code, unknown.status_code, 409, 500, 200]
 
     # then each filter counts its own lines and nothing else
     for template in templates.values():
@@ -528,6 +536,8 @@ def test_each_alarm_filter_counts_exactly_the_gateway_lines_it_is_named_for(
         assert [line["error"] for line in counted("UpstreamErrors")] == codes[:1]
         assert [line["error"] for line in counted("OutcomeUnknown")] == ["outcome_unknown"] * 2
         assert [(line["logger"], line["level"]) for line in counted("ErrorLines")] == [("chalicelib.crash", "error")]
+        assert [(line["message"], Decimal(line["balance"])) for line in counted("BalanceLow")] == [
+            ("balance low", Decimal("9.99"))]
 
 
 def test_a_placed_but_unrecorded_order_counts_as_an_unknown_outcome(templates: dict[str, dict[str, Any]]) -> None:
@@ -552,7 +562,7 @@ def test_every_alarm_notifies_the_one_topic_and_email_subscribes_only_when_given
     for template in templates.values():
         (topic, _), = resources(template, "AWS::SNS::Topic").items()
         alarms = resources(template, "AWS::CloudWatch::Alarm")
-        assert len(alarms) == 5
+        assert len(alarms) == 6
         for name, alarm in alarms.items():
             props = alarm["Properties"]
             assert props["AlarmActions"] == props["OKActions"] == [{"Ref": topic}], name
@@ -568,6 +578,22 @@ def test_every_alarm_notifies_the_one_topic_and_email_subscribes_only_when_given
         assert template["Parameters"]["AlarmEmail"]["Default"] == ""
         pattern = re.compile(template["Parameters"]["AlarmEmail"]["AllowedPattern"])
         assert pattern.match("") and pattern.match("ops@example.com") and not pattern.match("ops")
+
+
+def test_the_function_takes_its_balance_threshold_from_an_optional_parameter_it_can_read(
+        templates: dict[str, dict[str, Any]]) -> None:
+    from chalicelib.account import threshold
+
+    for template in templates.values():
+        variables = one(template, "AWS::Serverless::Function")[1]["Properties"]["Environment"]["Variables"]
+        assert variables["BALANCE_LOW_THRESHOLD"] == {"Ref": "BalanceLowThreshold"}
+        parameter = template["Parameters"]["BalanceLowThreshold"]
+        assert parameter["Default"] == ""
+        pattern = re.compile(parameter["AllowedPattern"])
+        for allowed in ("", "0", "25", "0.5", "100.25"):
+            assert pattern.match(allowed) and (threshold(allowed) is not None or allowed == ""), allowed
+        for refused in ("abc", "-1", "1,5", "1e3", "NaN", " 5"):
+            assert not pattern.match(refused), refused
 
 
 def test_the_runbook_has_a_row_for_every_alarm(templates: dict[str, dict[str, Any]]) -> None:
