@@ -138,7 +138,7 @@ def account() -> Any:
 
 @functools.cache
 def currency() -> Any:
-    from chalicelib.currency import AccountCurrency
+    from chalicelib.account import AccountCurrency
 
     return AccountCurrency(account().balance)
 

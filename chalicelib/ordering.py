@@ -61,7 +61,7 @@ class OrderDesk:
                  token: Callable[[], str] = lambda: uuid.uuid4().hex,
                  currency: Callable[[], str | None] = lambda: None) -> None:
         self._panel = panel
-        self._currency = currency  # the account's, cached (chalicelib/currency.py); None if unknown
+        self._currency = currency  # the account's, cached (chalicelib/account.py); None if unknown
         self._catalogue = catalogue
         self._store = store
         self._schemas = schemas

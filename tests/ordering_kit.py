@@ -12,7 +12,7 @@ import requests
 from botocore.awsrequest import AWSResponse
 
 from chalicelib.catalogue import Catalogue
-from chalicelib.currency import AccountCurrency
+from chalicelib.account import AccountCurrency
 from chalicelib.ordering import OrderDesk, Policy
 from chalicelib.schemas import Schemas, load_spec
 from chalicelib.store import DynamoStore
