@@ -91,7 +91,7 @@ def catalogue() -> Any:
 def orders() -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
-    from chalicelib.orders import Orders
+    from chalicelib.orders.existing import Orders
 
     return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"))
 
@@ -105,7 +105,7 @@ def schemas() -> Any:
 
 @functools.cache
 def store() -> Any:
-    from chalicelib.store import DynamoStore
+    from chalicelib.orders.store import DynamoStore
 
     return DynamoStore(boto_client("dynamodb"), env("GATEWAY_TABLE", "smm-gateway-dev"))
 
@@ -114,7 +114,7 @@ def store() -> Any:
 def desk() -> Any:
     from decimal import Decimal
 
-    from chalicelib.ordering import OrderDesk, Policy
+    from chalicelib.orders.desk import OrderDesk, Policy
 
     def amount(name: str) -> Decimal | None:
         return Decimal(os.environ[name]) if os.environ.get(name) else None

@@ -98,8 +98,8 @@ class EmbeddedAws:
 
 def create_table(dynamodb: Any, table: str = TABLE) -> None:
     """The table as infra/resources.json creates it: (pk, sk), on demand, TTL on expires_at,
-    and the sparse index of unsettled orders (chalicelib/store.py)."""
-    from chalicelib.store import UNSETTLED_INDEX
+    and the sparse index of unsettled orders (chalicelib/orders/store.py)."""
+    from chalicelib.orders.store import UNSETTLED_INDEX
 
     dynamodb.create_table(
         TableName=table,

@@ -199,7 +199,7 @@ def _desk(table: str) -> Any:
 
     Built here, not by importing the function's `app`: ops needs no Chalice, no panel
     and none of the function's settings but the retention of a resolved answer."""
-    from chalicelib.ordering import OrderDesk, Policy
+    from chalicelib.orders.desk import OrderDesk, Policy
 
     days = float(os.environ.get("IDEMPOTENCY_RETENTION_DAYS") or "7")  # as app.desk() reads it
     return OrderDesk(panel=None, catalogue=None, store=_store(table), schemas=None,
@@ -207,7 +207,7 @@ def _desk(table: str) -> Any:
 
 
 def _store(table: str) -> Any:
-    from chalicelib.store import DynamoStore
+    from chalicelib.orders.store import DynamoStore
 
     return DynamoStore(_client("dynamodb"), table)
 

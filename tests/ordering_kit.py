@@ -13,9 +13,9 @@ from botocore.awsrequest import AWSResponse
 
 from chalicelib.catalogue import Catalogue
 from chalicelib.account import AccountCurrency
-from chalicelib.ordering import OrderDesk, Policy
+from chalicelib.orders.desk import OrderDesk, Policy
 from chalicelib.schemas import Schemas, load_spec
-from chalicelib.store import DynamoStore
+from chalicelib.orders.store import DynamoStore
 from chalicelib.upstream import PanelClient, PanelConfig
 from local.aws import TABLE
 from sandbox import DEFAULT_KEY

@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from chalicelib import errors
-from chalicelib.store import COMPLETED, IN_FLIGHT, UNKNOWN, Attempt, DynamoStore, Store
+from chalicelib.orders.store import COMPLETED, IN_FLIGHT, UNKNOWN, Attempt, DynamoStore, Store
 from local.aws import TABLE
 
 NOW = 1_800_000_000.0

@@ -28,9 +28,10 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
 
-from chalicelib import errors, logs, order_rules
+from chalicelib import errors, logs
+from chalicelib.orders import rules
 from chalicelib.http import MAX_ID, coerce_form
-from chalicelib.store import COMPLETED, UNKNOWN, Attempt, Record, Store, iso
+from chalicelib.orders.store import COMPLETED, UNKNOWN, Attempt, Record, Store, iso
 
 log = logging.getLogger(__name__)
 LEDGER_STATES = frozenset({"submitting", "unknown", "pending", "in_progress", "processing",
@@ -73,7 +74,7 @@ class OrderDesk:
         key = self._key(key_header)
         request = self.validated(body, form=form)
         try:
-            prepared = order_rules.prepare(request, self._service(request["service"]))
+            prepared = rules.prepare(request, self._service(request["service"]))
             attempt = self._attempt(caller, key, request, prepared)
         except errors.GatewayError as refusal:
             # Only here does the store get read first: a key that was already used
@@ -192,7 +193,7 @@ class OrderDesk:
                                  code="unknown_service", details={"field": "service"}) from exc
 
     def _attempt(self, caller: str, key: str, request: dict[str, Any],
-                 prepared: order_rules.Prepared) -> Attempt:
+                 prepared: rules.Prepared) -> Attempt:
         charge = prepared.estimated_charge
         cap = self._policy.max_order_charge
         if cap is not None and charge > cap:

@@ -34,6 +34,7 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from chalicelib import errors
+from chalicelib.dynamo import Cancelled, Table
 
 IN_FLIGHT, COMPLETED, UNKNOWN = "in_flight", "completed", "unknown"
 UNSETTLED_INDEX = "unsettled"
@@ -116,12 +117,8 @@ class DynamoStore:
     """`Store` on DynamoDB (low-level client, typed through boto3's serializer)."""
 
     def __init__(self, client: Any, table: str) -> None:
-        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
-
-        self._client = client
+        self._db = Table(client, table)
         self._table = table
-        self._to = TypeSerializer().serialize
-        self._from = TypeDeserializer().deserialize
 
     # -- transitions -------------------------------------------------------------
 
@@ -129,7 +126,7 @@ class DynamoStore:
         items = [
             {"Put": {
                 "TableName": self._table,
-                "Item": self._item(_idem_key(attempt.caller, attempt.key_hash) | {
+                "Item": self._db.item(_idem_key(attempt.caller, attempt.key_hash) | {
                     "state": IN_FLIGHT, "owner": attempt.owner, "fingerprint": attempt.fingerprint,
                     "lease_until": _num(attempt.lease_until), "ledger_sk": attempt.ledger_sk,
                     "caller": attempt.caller, "created_at": iso(attempt.created_at),
@@ -138,12 +135,12 @@ class DynamoStore:
                 # Free, or completed and past retention (TTL deletes lazily, so check here too).
                 "ConditionExpression": "attribute_not_exists(pk) OR (#state = :completed AND expires_at < :now)",
                 "ExpressionAttributeNames": {"#state": "state"},
-                "ExpressionAttributeValues": self._values({":completed": COMPLETED, ":now": _num(now)}),
+                "ExpressionAttributeValues": self._db.values({":completed": COMPLETED, ":now": _num(now)}),
                 "ReturnValuesOnConditionCheckFailure": "ALL_OLD",
             }},
             {"Put": {
                 "TableName": self._table,
-                "Item": self._item(_ledger_key(attempt.caller, attempt.ledger_sk) | {
+                "Item": self._db.item(_ledger_key(attempt.caller, attempt.ledger_sk) | {
                     "state": "submitting", "lease_until": _num(attempt.lease_until),
                     "idempotency_key": attempt.key, "key_hash": attempt.key_hash,
                     "request": json.dumps(attempt.request, sort_keys=True),
@@ -156,19 +153,19 @@ class DynamoStore:
         if attempt.spend_day is not None:
             items.append({"Update": {
                 "TableName": self._table,
-                "Key": self._item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
+                "Key": self._db.item({"pk": f"SPEND#{attempt.caller}", "sk": attempt.spend_day}),
                 "UpdateExpression": "ADD #total :charge",
                 "ConditionExpression": "attribute_not_exists(#total) OR #total <= :room",
                 "ExpressionAttributeNames": {"#total": "total"},
-                "ExpressionAttributeValues": self._values({
+                "ExpressionAttributeValues": self._db.values({
                     ":charge": Decimal(attempt.estimated_charge), ":room": attempt.spend_room}),
             }})
         try:
-            self._transact(items, token=attempt.owner + "c")
-        except _Cancelled as cancelled:
+            self._db.transact(items, token=attempt.owner + "c")
+        except Cancelled as cancelled:
             held, _ledger, *spend = cancelled.reasons
             if held.get("Code") == "ConditionalCheckFailed" and held.get("Item"):
-                record = self._record(self._plain(held["Item"]))
+                record = self._record(self._db.plain(held["Item"]))
                 # Our own claim, applied before its answer was lost and the SDK retried.
                 return None if record.owner == attempt.owner else record
             if held.get("Code") in {"TransactionConflict", "ConditionalCheckFailed"}:
@@ -183,25 +180,25 @@ class DynamoStore:
     def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
         """Store the answer. Conditional on ownership only: a late completion also
         corrects a record that a retry marked unknown in the meantime."""
-        self._transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
+        self._db.transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
                                         order_id, answer, expires_at), token=attempt.owner + "d")
 
     def release(self, attempt: Attempt) -> None:
         items: list[dict[str, Any]] = [
             {"Delete": {
                 "TableName": self._table,
-                "Key": self._item(_idem_key(attempt.caller, attempt.key_hash)),
+                "Key": self._db.item(_idem_key(attempt.caller, attempt.key_hash)),
                 "ConditionExpression": "#owner = :owner",
                 "ExpressionAttributeNames": {"#owner": "owner"},
-                "ExpressionAttributeValues": self._values({":owner": attempt.owner}),
+                "ExpressionAttributeValues": self._db.values({":owner": attempt.owner}),
             }},
             {"Delete": {"TableName": self._table,
-                        "Key": self._item(_ledger_key(attempt.caller, attempt.ledger_sk))}},
+                        "Key": self._db.item(_ledger_key(attempt.caller, attempt.ledger_sk))}},
         ]
-        self._transact(items + self._refund(attempt.caller, attempt.spend_day, attempt.estimated_charge))
+        self._db.transact(items + self._refund(attempt.caller, attempt.spend_day, attempt.estimated_charge))
 
     def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None:
-        self._transact([
+        self._db.transact([
             self._owned_update(caller, key_hash, owner, "SET #state = :unknown REMOVE lease_until",
                                {":unknown": UNKNOWN}, only_in_flight=True),
             self._ledger_update(caller, ledger_sk, "SET #state = :unknown REMOVE lease_until",
@@ -213,7 +210,7 @@ class DynamoStore:
         update = self._ledger_update(caller, ledger_sk, "SET #state = :state, #status = :status",
                                      {":state": state, ":status": status})["Update"]
         update["ConditionExpression"] = "attribute_exists(order_id)"  # only placed orders move
-        self._call("update_item", **update)
+        self._db.call("update_item", **update)
 
     def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
                 expires_at: float, now: float) -> None:
@@ -227,12 +224,12 @@ class DynamoStore:
         settleable = {":owner": record.owner, ":unknown": UNKNOWN, ":in_flight": IN_FLIGHT, ":now": _num(now)}
         if order_id is None:
             items = [
-                {"Delete": {"TableName": self._table, "Key": self._item(_idem_key(caller, key_hash)),
+                {"Delete": {"TableName": self._table, "Key": self._db.item(_idem_key(caller, key_hash)),
                             "ConditionExpression": _SETTLEABLE,
                             "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
-                            "ExpressionAttributeValues": self._values(settleable),
+                            "ExpressionAttributeValues": self._db.values(settleable),
                             "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
-                {"Delete": {"TableName": self._table, "Key": self._item(_ledger_key(caller, record.ledger_sk))}},
+                {"Delete": {"TableName": self._table, "Key": self._db.item(_ledger_key(caller, record.ledger_sk))}},
                 *self._refund(caller, record.spend_day, record.estimated_charge),
             ]
         else:
@@ -240,11 +237,11 @@ class DynamoStore:
                                      answer or {}, expires_at)
             update = items[0]["Update"]
             update["ConditionExpression"] = _SETTLEABLE
-            update["ExpressionAttributeValues"] |= self._values(settleable)
+            update["ExpressionAttributeValues"] |= self._db.values(settleable)
             update["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         try:
-            self._transact(items)
-        except _Cancelled as cancelled:
+            self._db.transact(items)
+        except Cancelled as cancelled:
             raise errors.IdempotencyConflict(self._unresolvable(cancelled.reasons[0])) from None
 
     def index_unsettled(self, caller: str) -> list[dict[str, Any]]:
@@ -253,8 +250,6 @@ class DynamoStore:
         Pages through the caller's ledger (a Query, once per upgrade); each mark is
         conditional on the entry being unsettled and unmarked still, so an entry that
         completed (its `unsettled` removed) or was released meanwhile is not listed again."""
-        from botocore.exceptions import ClientError
-
         unsettled = {":submitting": "submitting", ":unknown": UNKNOWN}
         still = "#state IN (:submitting, :unknown) AND attribute_not_exists(unsettled)"
         params: dict[str, Any] = {
@@ -262,25 +257,19 @@ class DynamoStore:
             "KeyConditionExpression": "pk = :pk",
             "FilterExpression": still,
             "ExpressionAttributeNames": {"#state": "state"},
-            "ExpressionAttributeValues": self._values({":pk": f"LEDGER#{caller}", **unsettled}),
+            "ExpressionAttributeValues": self._db.values({":pk": f"LEDGER#{caller}", **unsettled}),
         }
         marked: list[dict[str, Any]] = []
         while True:
-            page = self._call("query", **params)
+            page = self._db.call("query", **params)
             for item in page.get("Items", []):
-                try:
-                    self._client.update_item(
-                        TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]},
+                if not self._db.conditional(
+                        "update_item", TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]},
                         UpdateExpression="SET unsettled = :caller", ConditionExpression=still,
                         ExpressionAttributeNames={"#state": "state"},
-                        ExpressionAttributeValues=self._values({":caller": caller, **unsettled}))
-                except ClientError as exc:
-                    if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                        raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
+                        ExpressionAttributeValues=self._db.values({":caller": caller, **unsettled})):
                     continue  # settled (or marked) since the page was read
-                except Exception as exc:
-                    raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
-                marked.append(self._plain(item))
+                marked.append(self._db.plain(item))
             if not page.get("LastEvaluatedKey"):
                 return marked
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -288,10 +277,10 @@ class DynamoStore:
     # -- reads ---------------------------------------------------------------------
 
     def find(self, caller: str, key_hash: str) -> Record | None:
-        found = self._call("get_item", TableName=self._table, Key=self._item(_idem_key(caller, key_hash)),
+        found = self._db.call("get_item", TableName=self._table, Key=self._db.item(_idem_key(caller, key_hash)),
                            ConsistentRead=True)
         item = found.get("Item")
-        return self._record(self._plain(item)) if item else None
+        return self._record(self._db.plain(item)) if item else None
 
     def unsettled(self, caller: str) -> list[dict[str, Any]]:
         """Reads only the sparse index: a caller's settled orders cost nothing here."""
@@ -299,13 +288,13 @@ class DynamoStore:
             "TableName": self._table,
             "IndexName": UNSETTLED_INDEX,
             "KeyConditionExpression": "unsettled = :caller",
-            "ExpressionAttributeValues": self._values({":caller": caller}),
+            "ExpressionAttributeValues": self._db.values({":caller": caller}),
             "ScanIndexForward": False,
         }
         found: list[dict[str, Any]] = []
         while True:
-            page = self._call("query", **params)
-            found += [self._plain(item) for item in page.get("Items", [])]
+            page = self._db.call("query", **params)
+            found += [self._db.plain(item) for item in page.get("Items", [])]
             if not page.get("LastEvaluatedKey"):
                 return found
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
@@ -315,16 +304,16 @@ class DynamoStore:
         params: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
-            "ExpressionAttributeValues": self._values({":pk": f"LEDGER#{caller}"}),
+            "ExpressionAttributeValues": self._db.values({":pk": f"LEDGER#{caller}"}),
             "ScanIndexForward": False,
             "Limit": limit,
         }
         if cursor:
-            params["ExclusiveStartKey"] = self._item(_ledger_key(caller, _decode_cursor(cursor)))
-        page = self._call("query", **params)
+            params["ExclusiveStartKey"] = self._db.item(_ledger_key(caller, _decode_cursor(cursor)))
+        page = self._db.call("query", **params)
         last = page.get("LastEvaluatedKey")
-        return ([self._plain(item) for item in page.get("Items", [])],
-                _encode_cursor(self._plain(last)["sk"]) if last else None)
+        return ([self._db.plain(item) for item in page.get("Items", [])],
+                _encode_cursor(self._db.plain(last)["sk"]) if last else None)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -347,7 +336,7 @@ class DynamoStore:
             return "The key's record changed while it was being resolved; nothing was changed. Look again."
         if not reason.get("Item"):
             return "The key was released meanwhile; nothing was changed."
-        held = self._record(self._plain(reason["Item"]))
+        held = self._record(self._db.plain(reason["Item"]))
         if held.state == COMPLETED:
             return "The key completed meanwhile (its order was recorded); nothing was changed."
         return (f"The key's request is still in flight (its lease runs until {iso(held.lease_until)}) and may yet "
@@ -359,10 +348,10 @@ class DynamoStore:
             return []
         return [{"Update": {
             "TableName": self._table,
-            "Key": self._item({"pk": f"SPEND#{caller}", "sk": spend_day}),
+            "Key": self._db.item({"pk": f"SPEND#{caller}", "sk": spend_day}),
             "UpdateExpression": "ADD #total :refund",
             "ExpressionAttributeNames": {"#total": "total"},
-            "ExpressionAttributeValues": self._values({":refund": -Decimal(charge)}),
+            "ExpressionAttributeValues": self._db.values({":refund": -Decimal(charge)}),
         }}]
 
     def _owned_update(self, caller: str, key_hash: str, owner: str, expression: str,
@@ -371,52 +360,23 @@ class DynamoStore:
         extra = {":in_flight": IN_FLIGHT} if only_in_flight else {}
         return {"Update": {
             "TableName": self._table,
-            "Key": self._item(_idem_key(caller, key_hash)),
+            "Key": self._db.item(_idem_key(caller, key_hash)),
             "UpdateExpression": expression,
             "ConditionExpression": condition,
             "ExpressionAttributeNames": {"#owner": "owner", "#state": "state"},
-            "ExpressionAttributeValues": self._values({":owner": owner, **values, **extra}),
+            "ExpressionAttributeValues": self._db.values({":owner": owner, **values, **extra}),
         }}
 
     def _ledger_update(self, caller: str, ledger_sk: str, expression: str, values: dict[str, Any]) -> dict[str, Any]:
         names = {"#state": "state"} | ({"#status": "status"} if "#status" in expression else {})
         return {"Update": {
             "TableName": self._table,
-            "Key": self._item(_ledger_key(caller, ledger_sk)),
+            "Key": self._db.item(_ledger_key(caller, ledger_sk)),
             "UpdateExpression": expression,
             "ConditionExpression": "attribute_exists(pk)",
             "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": self._values(values),
+            "ExpressionAttributeValues": self._db.values(values),
         }}
-
-    def _transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
-        """One transaction. With a token, an SDK retry of a write that did happen is a no-op."""
-        from botocore.exceptions import ClientError
-
-        try:
-            extra = {"ClientRequestToken": token} if token else {}
-            self._client.transact_write_items(TransactItems=items, **extra)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
-                raise _Cancelled(exc.response.get("CancellationReasons", [])) from exc
-            raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
-        except Exception as exc:  # endpoint or credential trouble: botocore's own errors
-            raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
-
-    def _call(self, operation: str, **params: Any) -> dict[str, Any]:
-        try:
-            return getattr(self._client, operation)(**params)
-        except Exception as exc:
-            raise errors.StorageUnavailable("DynamoDB did not answer.") from exc
-
-    def _item(self, plain: dict[str, Any]) -> dict[str, Any]:
-        return {k: self._to(v) for k, v in plain.items() if v is not None}
-
-    def _values(self, plain: dict[str, Any]) -> dict[str, Any]:
-        return {k: self._to(v) for k, v in plain.items()}
-
-    def _plain(self, item: dict[str, Any]) -> dict[str, Any]:
-        return {k: self._from(v) for k, v in item.items()}
 
     @staticmethod
     def _record(item: dict[str, Any]) -> Record:
@@ -431,16 +391,6 @@ class DynamoStore:
             spend_day=item.get("spend_day"),
             estimated_charge=item.get("estimated_charge"),
         )
-
-
-class _Cancelled(errors.StorageUnavailable):
-    """A transaction whose condition failed: the write did not happen.
-
-    `claim` reads the reasons; everywhere else it is simply a failed write."""
-
-    def __init__(self, reasons: list[dict[str, Any]]) -> None:
-        super().__init__("A conditional write to DynamoDB was refused.")
-        self.reasons = list(reasons) + [{}] * 3
 
 
 def _idem_key(caller: str, key_hash: str) -> dict[str, str]:

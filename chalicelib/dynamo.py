@@ -1,0 +1,81 @@
+"""The one DynamoDB table, as every store uses it: typed items, one error translation.
+
+Each store (`orders.store`, and the event log and webhook stores beside it) builds
+its own items and conditions; this module turns them into calls and turns botocore's
+failures into domain errors, once: a transaction whose condition failed is
+`Cancelled` (with the reasons, for the store that reads them), anything else the
+table refuses or cannot answer is `StorageUnavailable`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib import errors
+
+
+class Cancelled(errors.StorageUnavailable):
+    """A transaction whose condition failed: the write did not happen.
+
+    Stores that care read `reasons` (one per item, in order); everywhere else it is
+    simply a failed write."""
+
+    def __init__(self, reasons: list[dict[str, Any]]) -> None:
+        super().__init__("A conditional write to DynamoDB was refused.")
+        self.reasons = list(reasons) + [{}] * 3
+
+
+class Table:
+    """A low-level DynamoDB client bound to one table, typed through boto3's serializer."""
+
+    def __init__(self, client: Any, name: str) -> None:
+        from boto3.dynamodb.types import TypeDeserializer, TypeSerializer
+
+        self.client = client
+        self.name = name
+        self._to = TypeSerializer().serialize
+        self._from = TypeDeserializer().deserialize
+
+    def transact(self, items: list[dict[str, Any]], token: str | None = None) -> None:
+        """One transaction. With a token, an SDK retry of a write that did happen is a no-op."""
+        from botocore.exceptions import ClientError
+
+        try:
+            extra = {"ClientRequestToken": token} if token else {}
+            self.client.transact_write_items(TransactItems=items, **extra)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "TransactionCanceledException":
+                raise Cancelled(exc.response.get("CancellationReasons", [])) from exc
+            raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
+        except Exception as exc:  # endpoint or credential trouble: botocore's own errors
+            raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
+
+    def call(self, operation: str, **params: Any) -> dict[str, Any]:
+        try:
+            return getattr(self.client, operation)(**params)
+        except Exception as exc:
+            raise errors.StorageUnavailable("DynamoDB did not answer.") from exc
+
+    def conditional(self, operation: str, **params: Any) -> bool:
+        """A conditional write: False when its condition failed, True when it was written."""
+        from botocore.exceptions import ClientError
+
+        try:
+            getattr(self.client, operation)(**params)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                raise errors.StorageUnavailable("DynamoDB refused the write.") from exc
+            return False
+        except Exception as exc:
+            raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
+        return True
+
+    def item(self, plain: dict[str, Any]) -> dict[str, Any]:
+        """DynamoDB's typed form of `plain`; None values are left out (no attribute)."""
+        return {k: self._to(v) for k, v in plain.items() if v is not None}
+
+    def values(self, plain: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._to(v) for k, v in plain.items()}
+
+    def plain(self, item: dict[str, Any]) -> dict[str, Any]:
+        return {k: self._from(v) for k, v in item.items()}
