@@ -11,7 +11,7 @@ from typing import Any, Callable
 import pytest
 
 from chalicelib import errors
-from chalicelib.orders.store import COMPLETED, IN_FLIGHT, UNKNOWN, Attempt, DynamoStore, Store
+from chalicelib.orders.store import COMPLETED, IN_FLIGHT, UNKNOWN, Attempt, DynamoStore, Owner, Store
 from local.aws import TABLE
 
 NOW = 1_800_000_000.0
@@ -284,3 +284,29 @@ def test_resolving_by_release_gives_back_the_daily_spending(store: Store) -> Non
     store.resolve("alice", lost.key_hash, None, None, NOW + 100, now=NOW + 1)
 
     assert store.claim(spend("c"), NOW) is None
+
+
+def test_owners_finds_the_ledger_of_completed_and_resolved_orders_only(store: Store) -> None:
+    # given one order completed, one resolved by an operator, and one claim still in flight
+    placed, lost, flying = attempt("o1", key="a"), attempt("o2", key="b", at=NOW + 1), attempt("o3", key="c")
+    for each in (placed, lost, flying):
+        store.claim(each, NOW)
+    store.complete(placed, 501, {"status": 201, "body": {"id": 501}, "headers": {}}, NOW + 100)
+    store.mark_unknown("alice", lost.key_hash, lost.owner, lost.ledger_sk)
+    store.resolve("alice", lost.key_hash, 502, {"status": 201, "body": {"id": 502}, "headers": {}}, NOW + 100, NOW)
+
+    # when the three ids and one the gateway never placed are looked up, twice each
+    found = store.owners([501, 502, 503, 999, 501])
+
+    # then only the placed orders are found, each with its ledger entry
+    assert found == {501: Owner("alice", placed.ledger_sk), 502: Owner("alice", lost.ledger_sk)}
+
+
+def test_owners_reads_a_hundred_ids_in_one_request(store: Store, resources: Any) -> None:
+    calls: list[str] = []
+    client = resources.client("dynamodb")
+    client.meta.events.register("before-call.dynamodb", lambda model, **_: calls.append(model.name))
+    counted = DynamoStore(client, TABLE)
+
+    assert counted.owners(list(range(1, 101))) == {}
+    assert calls == ["BatchGetItem"]

@@ -5,6 +5,11 @@ Three kinds of item share the table (pk, sk):
     IDEM#<caller>#<sha256(key)> / IDEM        one per Idempotency-Key; completed ones expire
     LEDGER#<caller>             / <time>#<id>  one per order attempt; never expires
     SPEND#<caller>              / <YYYY-MM-DD> the day's reserved spending (only with a cap)
+    ORDER#<order id>            / ORDER        whose ledger holds a placed order: caller, ledger_sk
+
+The ORDER item is written with the completion (or an operator's resolve), so
+`owners` finds the caller and ledger entry of up to 100 order ids in one request:
+what a status read of a ledger order, and a key limited to its own orders, need.
 
 A ledger entry carries `unsettled` (its caller) from the claim until its outcome is
 settled (completed, released or resolved), so the sparse index UNSETTLED_INDEX
@@ -80,6 +85,14 @@ class Record:
     estimated_charge: str | None = None
 
 
+@dataclass(frozen=True)
+class Owner:
+    """The caller whose ledger holds an order, and its entry there."""
+
+    caller: str
+    ledger_sk: str
+
+
 class Store(Protocol):
     def claim(self, attempt: Attempt, now: float) -> Record | None:
         """Take the key: None when taken, else the record that holds it.
@@ -97,6 +110,9 @@ class Store(Protocol):
     def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
 
     def find(self, caller: str, key_hash: str) -> Record | None: ...
+
+    def owners(self, order_ids: list[int]) -> dict[int, Owner]:
+        """Where each order placed through the gateway is in a ledger; others are left out."""
 
     def unsettled(self, caller: str) -> list[dict[str, Any]]:
         """The caller's ledger entries not yet settled (submitting or unknown), newest first."""
@@ -282,6 +298,25 @@ class DynamoStore:
         item = found.get("Item")
         return self._record(self._db.plain(item)) if item else None
 
+    def owners(self, order_ids: list[int]) -> dict[int, Owner]:
+        """One BatchGetItem per 100 ids (the gateway's batches hold at most 100)."""
+        found: dict[int, Owner] = {}
+        unique = list(dict.fromkeys(order_ids))
+        for start in range(0, len(unique), 100):
+            keys = [self._db.item(_order_key(i)) for i in unique[start:start + 100]]
+            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
+            for _ in range(5):  # throttled keys come back unprocessed: ask again for those only
+                page = self._db.call("batch_get_item", RequestItems=request)
+                for item in page.get("Responses", {}).get(self._table, []):
+                    plain = self._db.plain(item)
+                    found[int(plain["order_id"])] = Owner(plain["caller"], plain["ledger_sk"])
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise errors.StorageUnavailable("DynamoDB left order ids unread after five tries.")
+        return found
+
     def unsettled(self, caller: str) -> list[dict[str, Any]]:
         """Reads only the sparse index: a caller's settled orders cost nothing here."""
         params: dict[str, Any] = {
@@ -328,6 +363,9 @@ class DynamoStore:
             self._ledger_update(caller, ledger_sk, "SET #state = :pending, order_id = :order, "
                                 "#status = :status REMOVE lease_until, unsettled",
                                 {":pending": "pending", ":order": order_id, ":status": "Pending"}),
+            {"Put": {"TableName": self._table,
+                     "Item": self._db.item(_order_key(order_id) | {"order_id": order_id, "caller": caller,
+                                                                   "ledger_sk": ledger_sk})}},
         ]
 
     def _unresolvable(self, reason: dict[str, Any]) -> str:
@@ -399,6 +437,10 @@ def _idem_key(caller: str, key_hash: str) -> dict[str, str]:
 
 # iso(created_at) "#" owner token (the desk's are uuid4 hex): at most 89 ASCII bytes.
 _LEDGER_SK = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z#[0-9A-Za-z_-]{1,64}")
+
+
+def _order_key(order_id: int) -> dict[str, Any]:
+    return {"pk": f"ORDER#{order_id}", "sk": "ORDER"}
 
 
 def _ledger_key(caller: str, ledger_sk: str) -> dict[str, str]:
