@@ -13,6 +13,12 @@ from typing import Any
 
 from chalicelib import errors
 
+# The table's sparse index of work still to do, keyed (work, sk): an item is in it only
+# while it carries `work`, whose value says what kind: "order" and "refill" (open on the
+# panel: the status sync reads them), "outbox" (an event not yet published). One index
+# for all, as DynamoDB adds one index per table update.
+WORK_INDEX = "work"
+
 
 class Cancelled(errors.StorageUnavailable):
     """A transaction whose condition failed: the write did not happen.

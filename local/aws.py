@@ -98,18 +98,26 @@ class EmbeddedAws:
 
 def create_table(dynamodb: Any, table: str = TABLE) -> None:
     """The table as infra/resources.json creates it: (pk, sk), on demand, TTL on expires_at,
-    and the sparse index of unsettled orders (chalicelib/orders/store.py)."""
+    the sparse index of unsettled orders (chalicelib/orders/store.py) and the one of work
+    to do (chalicelib/dynamo.py)."""
+    from chalicelib.dynamo import WORK_INDEX
     from chalicelib.orders.store import UNSETTLED_INDEX
 
     dynamodb.create_table(
         TableName=table,
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"},
-                              {"AttributeName": "unsettled", "AttributeType": "S"}],
+                              {"AttributeName": "unsettled", "AttributeType": "S"},
+                              {"AttributeName": "work", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[{
             "IndexName": UNSETTLED_INDEX,
             "KeySchema": [{"AttributeName": "unsettled", "KeyType": "HASH"},
+                          {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }, {
+            "IndexName": WORK_INDEX,
+            "KeySchema": [{"AttributeName": "work", "KeyType": "HASH"},
                           {"AttributeName": "sk", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
         }],

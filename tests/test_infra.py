@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from infra.package import STAGES, PackageError, lint, package
+from chalicelib.dynamo import WORK_INDEX
 from chalicelib.orders.store import UNSETTLED_INDEX
 from local.aws import SECRET_ID, TABLE, create_table
 
@@ -151,7 +152,7 @@ def test_the_table_is_the_one_the_store_expects(templates: dict[str, dict[str, A
         assert props["KeySchema"] == created["KeySchema"]
         assert props["AttributeDefinitions"] == created["AttributeDefinitions"]
         assert props["GlobalSecondaryIndexes"] == created["GlobalSecondaryIndexes"]
-        assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [UNSETTLED_INDEX]
+        assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [UNSETTLED_INDEX, WORK_INDEX]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["TimeToLiveSpecification"] == ttl == {"Enabled": True, "AttributeName": "expires_at"}
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
