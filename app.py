@@ -92,8 +92,10 @@ def orders() -> Any:
     from concurrent.futures import ThreadPoolExecutor
 
     from chalicelib.orders.existing import Orders
+    from chalicelib.orders.refills import DynamoRefills
 
-    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"))
+    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"),
+                  DynamoRefills(boto_client("dynamodb"), table()))
 
 
 @functools.cache
@@ -103,11 +105,15 @@ def schemas() -> Any:
     return Schemas(load_spec())
 
 
+def table() -> str:
+    return env("GATEWAY_TABLE", "smm-gateway-dev")
+
+
 @functools.cache
 def store() -> Any:
     from chalicelib.orders.store import DynamoStore
 
-    return DynamoStore(boto_client("dynamodb"), env("GATEWAY_TABLE", "smm-gateway-dev"))
+    return DynamoStore(boto_client("dynamodb"), table())
 
 
 @functools.cache
@@ -337,7 +343,7 @@ def get_order(order_id: str) -> dict[str, Any]:
 
 @route("/orders/{order_id}/refill", methods=("POST",), status=201)
 def refill_order(order_id: str) -> dict[str, Any]:
-    return orders().refill(http.parse_id(order_id, "order_id"))
+    return orders().refill(_caller.get(), http.parse_id(order_id, "order_id"))
 
 
 @route("/orders/{order_id}/cancel", methods=("POST",))
@@ -354,7 +360,7 @@ def cancel_orders() -> dict[str, Any]:
 @route("/refills", methods=("POST",), content_types=["application/json"])
 def create_refills() -> dict[str, Any]:
     request = schemas().checked("RefillBatchRequest", body())
-    return {"refills": orders().refills(request["orders"])}
+    return {"refills": orders().refills(_caller.get(), request["orders"])}
 
 
 @route("/refills")
