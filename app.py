@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 from chalice.app import handle_extra_types
 
 from chalicelib import errors, http, logs, timing
@@ -88,14 +88,39 @@ def catalogue() -> Any:
 
 
 @functools.cache
-def orders() -> Any:
+def pool() -> Any:
+    """The threads that run batch panel calls concurrently (reads and the status sync)."""
     from concurrent.futures import ThreadPoolExecutor
 
+    return ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel")
+
+
+@functools.cache
+def orders() -> Any:
     from chalicelib.orders.existing import Orders
+
+    return Orders(panel(), pool(), refills(), observed=status_sync().observed)
+
+
+@functools.cache
+def refills() -> Any:
     from chalicelib.orders.refills import DynamoRefills
 
-    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"),
-                  DynamoRefills(boto_client("dynamodb"), table()))
+    return DynamoRefills(boto_client("dynamodb"), table())
+
+
+@functools.cache
+def status_sync() -> Any:
+    from chalicelib.orders.sync import StatusSync
+
+    return StatusSync(panel(), store(), refills(), pool())
+
+
+@functools.cache
+def event_log() -> Any:
+    from chalicelib.events.log import DynamoEventLog
+
+    return DynamoEventLog(boto_client("dynamodb"), table())
 
 
 @functools.cache
@@ -371,6 +396,24 @@ def list_refills() -> dict[str, Any]:
 @route("/refills/{refill_id}")
 def get_refill(refill_id: str) -> dict[str, Any]:
     return orders().refill_status(http.parse_id(refill_id, "refill_id"))
+
+
+@route("/events")
+def list_events() -> dict[str, Any]:
+    return event_log().page(_caller.get(), **query(limit=http.parse_limit))
+
+
+@route("/events/{event_id}")
+def get_event(event_id: str) -> dict[str, Any]:
+    return event_log().get(_caller.get(), event_id)
+
+
+# -- the schedule: the status sync (deployed every minute; `make run` every STATUS_SYNC_SECONDS) --
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sync_statuses(event: Any) -> dict[str, int]:
+    return status_sync().run()
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------

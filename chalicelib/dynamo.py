@@ -92,6 +92,24 @@ class Table:
                 raise errors.StorageUnavailable("DynamoDB left keys unread after five tries.")
         return found
 
+    def work(self, kind: str) -> list[dict[str, Any]]:
+        """Every item (plain) in WORK_INDEX under `kind`: one Query per page, never a Scan."""
+        params: dict[str, Any] = {
+            "TableName": self.name, "IndexName": WORK_INDEX, "KeyConditionExpression": "#work = :kind",
+            "ExpressionAttributeNames": {"#work": "work"}, "ExpressionAttributeValues": self.values({":kind": kind}),
+        }
+        found: list[dict[str, Any]] = []
+        while True:
+            page = self.call("query", **params)
+            found += [self.plain(item) for item in page.get("Items", [])]
+            if not page.get("LastEvaluatedKey"):
+                return found
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def put_new(self, plain: dict[str, Any]) -> dict[str, Any]:
+        """A transaction's Put of `plain` where no item is yet (an event, say: written once)."""
+        return {"Put": {"TableName": self.name, "Item": self.item(plain), "ConditionExpression": "attribute_not_exists(pk)"}}
+
     def item(self, plain: dict[str, Any]) -> dict[str, Any]:
         """DynamoDB's typed form of `plain`; None values are left out (no attribute)."""
         return {k: self._to(v) for k, v in plain.items() if v is not None}

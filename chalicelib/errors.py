@@ -69,6 +69,12 @@ class NotFound(GatewayError):
     code = "not_found"
 
 
+class EventNotFound(NotFound):
+    """No such event in the caller's log (another caller's events are not found either)."""
+
+    code = "event_not_found"
+
+
 class MethodNotAllowed(GatewayError):
     """No route serves this method (Chalice answers a known route's; the local server the rest)."""
 

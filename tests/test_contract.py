@@ -311,6 +311,12 @@ def test_every_route_answers_as_documented_on_its_success_and_error_paths(
     send("POST", "/orders/424242/cancel", 404)
     send("POST", "/orders/cancel", 200, json_body={"orders": [done, 424242]})
     send("POST", "/orders/cancel", 413, body=b'{"orders": [1], "pad": "' + b"x" * 300_000 + b'"}')
+    # the event log
+    events = send("GET", "/events?limit=2", 200)
+    send("GET", f"/events/{events['events'][0]['id']}", 200)
+    send("GET", "/events/evt_00000000000000000000000000", 404)
+    send("GET", "/events?type=order.nope", 400)
+    send("GET", "/events?cursor=nope", 400)
     panel.inject("balance", "html_502", times=3)
     send("GET", "/balance", 502)
     panel.stop()

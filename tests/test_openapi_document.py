@@ -43,6 +43,8 @@ CONTRACT_ROUTES = {
     ("get", "/openapi.json"),
     ("get", "/openapi.yaml"),
     ("get", "/swagger.json"),
+    ("get", "/events"),
+    ("get", "/events/{id}"),
 }
 
 PUBLIC_ROUTES = {
@@ -75,6 +77,9 @@ EXPECTED_STATUSES = {
     ("get", "/openapi.json"): {"200", "400"},
     ("get", "/openapi.yaml"): {"200", "400"},
     ("get", "/swagger.json"): {"200", "400"},
+    # The caller's event log: the gateway's table only, no panel call.
+    ("get", "/events"): {"200", "400", "401", "503"},
+    ("get", "/events/{id}"): {"200", "400", "401", "404", "503"},
 }
 
 # docs/architecture.md, "Error codes".
@@ -82,7 +87,7 @@ CODES_BY_STATUS = {
     "400": {"validation_error", "idempotency_key_required"},
     "401": {"unauthorized"},
     "402": {"insufficient_funds"},
-    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found"},
+    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found", "event_not_found"},
     "405": {"method_not_allowed"},
     "409": {"idempotency_in_progress", "outcome_unknown"},
     "413": {"payload_too_large"},
@@ -329,9 +334,9 @@ def test_servers_point_at_the_local_gateway(spec):
     assert spec["servers"] == [{"url": "http://127.0.0.1:8000"}]
 
 
-def test_the_tags_are_the_six_areas_of_the_api(spec):
+def test_the_tags_are_the_areas_of_the_api(spec):
     names = [tag["name"] for tag in spec["tags"]]
-    assert names == ["health", "account", "services", "orders", "refills", "spec"]
+    assert names == ["health", "account", "services", "orders", "refills", "spec", "events"]
     assert all(tag.get("description") for tag in spec["tags"])
 
 
@@ -504,7 +509,7 @@ def _parameters(spec, method, path):
 
 def test_path_ids_are_positive_integers_up_to_the_largest_safe_integer(spec):
     for method, path, _ in operations(spec):
-        if "{id}" not in path:
+        if "{id}" not in path or path.startswith("/events/"):  # event ids are the gateway's own: evt_...
             continue
         parameter = _parameters(spec, method, path)["id"]
         assert parameter["in"] == "path" and parameter["required"] is True

@@ -31,13 +31,12 @@ from typing import Any, Callable
 from chalicelib import errors, logs
 from chalicelib.orders import rules
 from chalicelib.http import MAX_ID, coerce_form
-from chalicelib.orders.store import COMPLETED, UNKNOWN, Attempt, Record, Store, iso
+from chalicelib.orders.store import COMPLETED, OPEN_STATES, UNKNOWN, Attempt, Record, Store, iso, order_facts
 
 log = logging.getLogger(__name__)
 LEDGER_STATES = frozenset({"submitting", "unknown", "pending", "in_progress", "processing",
                            "completed", "partial", "canceled"})
 MAX_LEDGER_PAGES = 10
-OPEN_STATES = frozenset({"pending", "in_progress", "processing"})  # may still change on the panel
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,8 @@ class OrderDesk:
         currency = self._currency()
         held = self._store.claim(attempt, self._clock())
         if held is not None:
-            return self._held(attempt.caller, attempt.key_hash, attempt.fingerprint, held)
+            return self._held(attempt.caller, attempt.key_hash, attempt.fingerprint, held,
+                              order_facts(request, prepared.quantity, key))
         order_id = self._send(attempt, prepared.params)
         answer = Answer(201, {
             "id": order_id, "service": request["service"], "link": request.get("link"),
@@ -125,10 +125,11 @@ class OrderDesk:
     def _refreshed(self, caller: str, items: list[dict[str, Any]], now: float) -> list[dict[str, Any]]:
         """Ledger entries with the panel's current status for orders not yet final.
 
-        One panel call per page (pages hold at most 100); what changed is written back,
-        so the stored status is the last one known and the `state` filter follows the
-        orders. A panel that cannot answer leaves the stored values: the ledger is the
-        gateway's own and stays readable."""
+        One panel call per page (pages hold at most 100); what changed is written back
+        through the store's one status write (with its event), so the stored status is
+        the last one known and the `state` filter follows the orders. A panel that
+        cannot answer leaves the stored values: the ledger is the gateway's own and
+        stays readable."""
         entries = [_ledger_entry(item, now) for item in items]
         open_ids = [e["id"] for e in entries if e["id"] is not None and e["state"] in OPEN_STATES]
         if not open_ids:
@@ -144,9 +145,9 @@ class OrderDesk:
                 continue
             entry.update(status=current["status"], state=current["state"])
             try:
-                self._store.record_status(caller, item["sk"], current["status"], current["state"])
+                self._store.record_status(caller, item, current)
             except errors.GatewayError:
-                pass  # written again on the next read; the answer already has it
+                pass  # written on the next read or sync; the answer already has it
         return entries
 
     def resolve(self, caller: str, key: str, order_id: int | None) -> None:
@@ -222,9 +223,9 @@ class OrderDesk:
             held = None  # the refusal is still the answer for a new order
         if held is None or held.fingerprint != _fingerprint(request) or _expired(held, self._clock()):
             raise refusal
-        return self._held(caller, key_hash, held.fingerprint, held)
+        return self._held(caller, key_hash, held.fingerprint, held, order_facts(request, request.get("quantity"), key))
 
-    def _held(self, caller: str, key_hash: str, fingerprint: str, held: Record) -> Answer:
+    def _held(self, caller: str, key_hash: str, fingerprint: str, held: Record, facts: dict[str, Any]) -> Answer:
         if held.fingerprint != fingerprint:
             raise errors.Refused("This Idempotency-Key was used with a different request body.",
                                  code="idempotency_key_reused")
@@ -238,7 +239,7 @@ class OrderDesk:
                                              headers={"Retry-After": str(wait)})
         if held.state != UNKNOWN:  # the lease ran out without completion: a crash mid-order
             try:
-                self._store.mark_unknown(caller, key_hash, held.owner, held.ledger_sk)
+                self._store.mark_unknown(caller, key_hash, held.owner, held.ledger_sk, facts)
             except errors.GatewayError:
                 pass  # the ledger shows an expired lease as unknown anyway
         raise errors.OutcomeUnknown(
@@ -260,8 +261,9 @@ class OrderDesk:
             raise
 
     def _settle_unknown(self, attempt: Attempt) -> None:
+        facts = order_facts(attempt.request, attempt.quantity, attempt.key)
         self._settle(lambda: self._store.mark_unknown(attempt.caller, attempt.key_hash, attempt.owner,
-                                                      attempt.ledger_sk), attempt, "mark unknown")
+                                                      attempt.ledger_sk, facts), attempt, "mark unknown")
 
     @staticmethod
     def _settle(write: Callable[[], None], attempt: Attempt, what: str) -> None:

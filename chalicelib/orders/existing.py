@@ -25,14 +25,18 @@ Item = dict[str, Any]
 
 class Orders:
     def __init__(self, client: PanelClient, pool: ThreadPoolExecutor, refills: RefillStore, *,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 observed: Callable[[list[Item]], None] = lambda _statuses: None) -> None:
         self._client = client
         self._pool = pool
         self._refills = refills
         self._clock = clock
+        self._observed = observed  # the status sync's: a ledger order's new status is recorded
 
     def status(self, order_id: int) -> Item:
-        return self._client.status(order_id)
+        status = self._client.status(order_id)
+        self._observed([status])
+        return status
 
     def statuses(self, ids: list[int]) -> list[Item]:
         return self._read_many(ids, self._client.statuses, "order_not_found", "No such order.")

@@ -6,6 +6,7 @@ Three kinds of item share the table (pk, sk):
     LEDGER#<caller>             / <time>#<id>  one per order attempt; never expires
     SPEND#<caller>              / <YYYY-MM-DD> the day's reserved spending (only with a cap)
     ORDER#<order id>            / ORDER        whose ledger holds a placed order: caller, ledger_sk
+    EVENTS#<caller>             / <event id>   what happened to the caller's orders (events.model)
 
 The ORDER item is written with the completion (or an operator's resolve), so
 `owners` finds the caller and ledger entry of up to 100 order ids in one request:
@@ -26,6 +27,15 @@ Every write is conditional and carries the attempt's owner token. An attempt mov
 A claim is one transaction (record + ledger entry [+ spending]) and so is each
 transition, so a new order costs two DynamoDB requests and a replay costs one:
 the failed claim returns the existing record.
+
+A transition that makes an event writes it in its own transaction: the completion
+`order.created`, `mark_unknown` `order.outcome_unknown`, and `record_status` (the
+one write of a new panel status, whoever learned it) `order.<state>`. Each is
+conditional on the state it moves from, so one change makes one event however
+often it is retried or raced. While an order is open its ledger entry carries
+`work = "order"` (the table's sparse WORK_INDEX), which the status sync reads.
+Entries completed before that get it from `index_orders`
+(`python -m ops orders backfill-index`).
 """
 
 from __future__ import annotations
@@ -36,13 +46,18 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol, Sequence
 
 from chalicelib import errors
 from chalicelib.dynamo import Cancelled, Table
+from chalicelib.events import model
+from chalicelib.events.model import Event
 
 IN_FLIGHT, COMPLETED, UNKNOWN = "in_flight", "completed", "unknown"
 UNSETTLED_INDEX = "unsettled"
+OPEN_STATES = frozenset({"pending", "in_progress", "processing"})  # may still change on the panel
+FINAL_STATES = frozenset({"completed", "partial", "canceled"})  # will not: the sync lets go of them
+ORDER_WORK = "order"  # the WORK_INDEX value of an order the status sync still follows
 # What an operator may resolve: an unknown outcome, or a claim whose lease ran out
 # (its request crashed mid-order). A running lease may still complete on its own.
 _SETTLEABLE = "#owner = :owner AND (#state = :unknown OR (#state = :in_flight AND lease_until < :now))"
@@ -103,9 +118,19 @@ class Store(Protocol):
 
     def release(self, attempt: Attempt) -> None: ...
 
-    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None: ...
+    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str,
+                     order: dict[str, Any] | None = None) -> None:
+        """The attempt's outcome is unknown (once: only an attempt in flight moves), with its
+        `order.outcome_unknown` event; `order` holds what is known of it (order_facts)."""
 
-    def record_status(self, caller: str, ledger_sk: str, status: str, state: str) -> None: ...
+    def record_status(self, caller: str, entry: dict[str, Any], current: dict[str, Any]) -> Event | None:
+        """The one write of a new panel status of a ledger order; see DynamoStore."""
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        """Every ledger entry, of any caller, whose order is open (the WORK_INDEX)."""
+
+    def entries(self, owners: dict[int, Owner]) -> dict[int, dict[str, Any]]:
+        """The ledger entries of these orders, by order id."""
 
     def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]: ...
 
@@ -128,13 +153,23 @@ class Store(Protocol):
 
         Returns the entries it marked; a second run marks none."""
 
+    def index_orders(self, caller: str) -> dict[str, int]:
+        """Upgrade: the ORDER# items and the `work` mark of the caller's entries written before them.
+
+        Returns how many of each it wrote; a second run writes none."""
+
 
 class DynamoStore:
-    """`Store` on DynamoDB (low-level client, typed through boto3's serializer)."""
+    """`Store` on DynamoDB (low-level client, typed through boto3's serializer).
 
-    def __init__(self, client: Any, table: str) -> None:
+    `published` is given the events of each write once it has committed (the outbox
+    sends them on; what it misses, its sweep finds in the table)."""
+
+    def __init__(self, client: Any, table: str,
+                 published: Callable[[Sequence[Event]], None] = lambda _events: None) -> None:
         self._db = Table(client, table)
         self._table = table
+        self._published = published
 
     # -- transitions -------------------------------------------------------------
 
@@ -195,9 +230,19 @@ class DynamoStore:
 
     def complete(self, attempt: Attempt, order_id: int, answer: dict[str, Any], expires_at: float) -> None:
         """Store the answer. Conditional on ownership only: a late completion also
-        corrects a record that a retry marked unknown in the meantime."""
-        self._db.transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
-                                        order_id, answer, expires_at), token=attempt.owner + "d")
+        corrects a record that a retry marked unknown in the meantime. An order an
+        operator recorded meanwhile (resolve) is not recorded, nor announced, twice."""
+        created = self._created(attempt.caller, order_facts(attempt.request, attempt.quantity, attempt.key),
+                                order_id)
+        try:
+            self._db.transact(self._completion(attempt.caller, attempt.key_hash, attempt.owner, attempt.ledger_sk,
+                                               order_id, answer, expires_at, created), token=attempt.owner + "d")
+        except Cancelled as cancelled:
+            held, ledger, *_ = cancelled.reasons
+            if ledger.get("Code") == "ConditionalCheckFailed" and held.get("Code") in (None, "None"):
+                return  # resolved by an operator with this order meanwhile: already recorded
+            raise
+        self._published([created])
 
     def release(self, attempt: Attempt) -> None:
         items: list[dict[str, Any]] = [
@@ -213,20 +258,71 @@ class DynamoStore:
         ]
         self._db.transact(items + self._refund(attempt.caller, attempt.spend_day, attempt.estimated_charge))
 
-    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str) -> None:
+    def mark_unknown(self, caller: str, key_hash: str, owner: str, ledger_sk: str,
+                     order: dict[str, Any] | None = None) -> None:
+        """Only an attempt in flight becomes unknown, so a retried or raced call writes
+        nothing (its transaction is refused) and the event is written once."""
+        event = model.new(caller, "order.outcome_unknown", _order_data(
+            {"id": None, **(order or {})}, {"state": UNKNOWN, "status": None}, None))
         self._db.transact([
             self._owned_update(caller, key_hash, owner, "SET #state = :unknown REMOVE lease_until",
                                {":unknown": UNKNOWN}, only_in_flight=True),
             self._ledger_update(caller, ledger_sk, "SET #state = :unknown REMOVE lease_until",
                                 {":unknown": UNKNOWN}),
+            self._event_put(event),
         ])
+        self._published([event])
 
-    def record_status(self, caller: str, ledger_sk: str, status: str, state: str) -> None:
-        """The panel's latest status of a placed order, as the ledger's last known one."""
-        update = self._ledger_update(caller, ledger_sk, "SET #state = :state, #status = :status",
-                                     {":state": state, ":status": status})["Update"]
-        update["ConditionExpression"] = "attribute_exists(order_id)"  # only placed orders move
-        self._db.call("update_item", **update)
+    def record_status(self, caller: str, entry: dict[str, Any], current: dict[str, Any]) -> Event | None:
+        """The panel's status `current` of the order of ledger entry `entry` (as read),
+        written as the ledger's last known one: every path that learns a status (the
+        sync, the ledger read, a read of one order) writes it here.
+
+        One transaction: the entry's status, state, charge and remains (and its `work`
+        mark: kept while the order is open, removed when it is final), conditional on
+        the status it was read with, plus the `order.<state>` event when the state
+        changed. A refused condition means another writer recorded this change first:
+        nothing is written and nothing is raised. Returns the event written, if any."""
+        previous = entry.get("status")
+        if current["status"] == previous:
+            return None  # nothing changed: nothing is written
+        state = current["state"]
+        type_ = model.state_type("order", state) if state != entry.get("state") else None
+        data = _order_data(_order_facts_of(entry), current, entry)
+        event = model.new(caller, type_, data) if type_ else None
+        expression = "SET #state = :state, #status = :status, charge = :charge, remains = :remains"
+        values: dict[str, Any] = {":state": state, ":status": current["status"], ":charge": data["charge"],
+                                  ":remains": data["remains"]}
+        if state in FINAL_STATES:
+            expression += " REMOVE #work"
+        else:
+            expression += ", #work = :work"
+            values[":work"] = ORDER_WORK
+        update = self._ledger_update(caller, entry["sk"], expression, values)
+        condition = "attribute_exists(order_id) AND "
+        if previous is None:
+            update["Update"]["ConditionExpression"] = condition + "attribute_not_exists(#status)"
+        else:
+            update["Update"]["ConditionExpression"] = condition + "#status = :previous"
+            update["Update"]["ExpressionAttributeValues"] |= self._db.values({":previous": previous})
+        try:
+            self._db.transact([update] + ([self._event_put(event)] if event else []))
+        except Cancelled as cancelled:
+            if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
+                return None  # recorded by someone else meanwhile, with its event
+            raise
+        if event is not None:
+            self._published([event])
+        return event
+
+    def open_orders(self) -> list[dict[str, Any]]:
+        """Reads only the sparse WORK_INDEX (a Query, every page): closed orders cost nothing."""
+        return self._db.work(ORDER_WORK)
+
+    def entries(self, owners: dict[int, Owner]) -> dict[int, dict[str, Any]]:
+        """One BatchGetItem per 100 orders."""
+        items = self._db.batch_get([_ledger_key(owner.caller, owner.ledger_sk) for owner in owners.values()])
+        return {int(item["order_id"]): item for item in items if item.get("order_id") is not None}
 
     def resolve(self, caller: str, key_hash: str, order_id: int | None, answer: dict[str, Any] | None,
                 expires_at: float, now: float) -> None:
@@ -249,8 +345,10 @@ class DynamoStore:
                 *self._refund(caller, record.spend_day, record.estimated_charge),
             ]
         else:
+            entry = self._entry(caller, record.ledger_sk) or {}
+            created = self._created(caller, _order_facts_of(entry), order_id)
             items = self._completion(caller, key_hash, record.owner, record.ledger_sk, order_id,
-                                     answer or {}, expires_at)
+                                     answer or {}, expires_at, created)
             update = items[0]["Update"]
             update["ConditionExpression"] = _SETTLEABLE
             update["ExpressionAttributeValues"] |= self._db.values(settleable)
@@ -259,6 +357,8 @@ class DynamoStore:
             self._db.transact(items)
         except Cancelled as cancelled:
             raise errors.IdempotencyConflict(self._unresolvable(cancelled.reasons[0])) from None
+        if order_id is not None:
+            self._published([created])
 
     def index_unsettled(self, caller: str) -> list[dict[str, Any]]:
         """Entries claimed before `unsettled` existed lack it, so `unsettled()` misses them.
@@ -288,6 +388,40 @@ class DynamoStore:
                 marked.append(self._db.plain(item))
             if not page.get("LastEvaluatedKey"):
                 return marked
+            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+    def index_orders(self, caller: str) -> dict[str, int]:
+        """Entries completed before ORDER# items and `work` existed lack them, so `owners`
+        and the status sync miss them. Pages through the caller's ledger (a Query, once
+        per upgrade). Each write is conditional: an ORDER# item is put only where none
+        is, and `work` set only on an entry still open and unmarked (the sync, or a
+        status read, may be moving it at the same time), so a rerun writes nothing."""
+        params: dict[str, Any] = {
+            "TableName": self._table,
+            "KeyConditionExpression": "pk = :pk",
+            "FilterExpression": "attribute_exists(order_id)",
+            "ExpressionAttributeValues": self._db.values({":pk": f"LEDGER#{caller}"}),
+        }
+        opened = {":p": "pending", ":i": "in_progress", ":r": "processing"}
+        written = {"order_items": 0, "work": 0}
+        while True:
+            page = self._db.call("query", **params)
+            for raw in page.get("Items", []):
+                item = self._db.plain(raw)
+                order_id = int(item["order_id"])
+                if self._db.conditional("put_item", TableName=self._table, Item=self._db.item(
+                        _order_key(order_id) | {"order_id": order_id, "caller": caller, "ledger_sk": item["sk"]}),
+                        ConditionExpression="attribute_not_exists(pk)"):
+                    written["order_items"] += 1
+                if item.get("state") in OPEN_STATES and "work" not in item and self._db.conditional(
+                        "update_item", TableName=self._table, Key={"pk": raw["pk"], "sk": raw["sk"]},
+                        UpdateExpression="SET #work = :work",
+                        ConditionExpression="attribute_not_exists(#work) AND #state IN (:p, :i, :r)",
+                        ExpressionAttributeNames={"#work": "work", "#state": "state"},
+                        ExpressionAttributeValues=self._db.values({":work": ORDER_WORK, **opened})):
+                    written["work"] += 1
+            if not page.get("LastEvaluatedKey"):
+                return written
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     # -- reads ---------------------------------------------------------------------
@@ -339,20 +473,41 @@ class DynamoStore:
     # -- plumbing ------------------------------------------------------------------
 
     def _completion(self, caller: str, key_hash: str, owner: str, ledger_sk: str, order_id: int,
-                    answer: dict[str, Any], expires_at: float) -> list[dict[str, Any]]:
+                    answer: dict[str, Any], expires_at: float, created: Event) -> list[dict[str, Any]]:
+        """Record, ledger entry (now open: in the WORK_INDEX), ORDER# item and `order.created`.
+
+        The entry takes an order id once: a second completion of it (a late one after an
+        operator's resolve) is refused whole, so the order is announced once."""
+        ledger = self._ledger_update(caller, ledger_sk, "SET #state = :pending, order_id = :order, "
+                                     "#status = :status, #work = :work REMOVE lease_until, unsettled",
+                                     {":pending": "pending", ":order": order_id, ":status": "Pending",
+                                      ":work": ORDER_WORK})
+        ledger["Update"]["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(order_id)"
         return [
             self._owned_update(caller, key_hash, owner,
                                "SET #state = :completed, answer = :answer, order_id = :order, "
                                "expires_at = :expires REMOVE lease_until",
                                {":completed": COMPLETED, ":answer": json.dumps(answer),
                                 ":order": order_id, ":expires": _num(expires_at)}),
-            self._ledger_update(caller, ledger_sk, "SET #state = :pending, order_id = :order, "
-                                "#status = :status REMOVE lease_until, unsettled",
-                                {":pending": "pending", ":order": order_id, ":status": "Pending"}),
+            ledger,
             {"Put": {"TableName": self._table,
                      "Item": self._db.item(_order_key(order_id) | {"order_id": order_id, "caller": caller,
                                                                    "ledger_sk": ledger_sk})}},
+            self._event_put(created),
         ]
+
+    @staticmethod
+    def _created(caller: str, facts: dict[str, Any], order_id: int) -> Event:
+        return model.new(caller, "order.created", _order_data(
+            {**facts, "id": order_id}, {"state": "pending", "status": "Pending"}, None))
+
+    def _event_put(self, event: Event) -> dict[str, Any]:
+        return self._db.put_new(model.to_item(event))
+
+    def _entry(self, caller: str, ledger_sk: str) -> dict[str, Any] | None:
+        found = self._db.call("get_item", TableName=self._table, Key=self._db.item(_ledger_key(caller, ledger_sk)),
+                              ConsistentRead=True)
+        return self._db.plain(found["Item"]) if found.get("Item") else None
 
     def _unresolvable(self, reason: dict[str, Any]) -> str:
         """Why the table refused a resolve, from the record as it was at that moment."""
@@ -392,7 +547,7 @@ class DynamoStore:
         }}
 
     def _ledger_update(self, caller: str, ledger_sk: str, expression: str, values: dict[str, Any]) -> dict[str, Any]:
-        names = {"#state": "state"} | ({"#status": "status"} if "#status" in expression else {})
+        names = {"#state": "state"} | {name: name[1:] for name in ("#status", "#work") if name in expression}
         return {"Update": {
             "TableName": self._table,
             "Key": self._db.item(_ledger_key(caller, ledger_sk)),
@@ -415,6 +570,29 @@ class DynamoStore:
             spend_day=item.get("spend_day"),
             estimated_charge=item.get("estimated_charge"),
         )
+
+
+def order_facts(request: dict[str, Any], quantity: int | None, key: str | None) -> dict[str, Any]:
+    """What the ledger knows of an order from its request, for its events."""
+    return {"service": request.get("service"), "link": request.get("link"), "quantity": quantity,
+            "idempotency_key": key}
+
+
+def _order_facts_of(entry: dict[str, Any]) -> dict[str, Any]:
+    quantity = entry.get("quantity")
+    order_id = entry.get("order_id")
+    return {**order_facts(json.loads(entry.get("request") or "{}"), int(quantity) if quantity is not None else None,
+                          entry.get("idempotency_key")),
+            "id": int(order_id) if order_id is not None else None}
+
+
+def _order_data(facts: dict[str, Any], current: dict[str, Any], entry: dict[str, Any] | None) -> dict[str, Any]:
+    """An order event's `data`: the ledger's order as it is now, and its state before
+    (`entry`, the ledger entry as read; None for an order new to the panel)."""
+    return {**facts, "state": current["state"], "status": current["status"],
+            "charge": current.get("charge"), "remains": current.get("remains"),
+            "previous_state": entry.get("state") if entry else None,
+            "previous_status": entry.get("status") if entry else None}
 
 
 def _idem_key(caller: str, key_hash: str) -> dict[str, str]:
