@@ -14,6 +14,8 @@ import re
 import signal
 import socket
 import sys
+import threading
+import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -23,7 +25,7 @@ from urllib.parse import urlsplit
 from chalice.local import ChaliceRequestHandler, ForbiddenError, LambdaEventConverter, LocalGateway
 from chalice.local import LocalGatewayException, RouteMatcher, ThreadedHTTPServer
 
-from chalicelib import errors, http
+from chalicelib import errors, http, logs
 from chalicelib.callers import record_for
 from local.aws import SECRET_ID, TABLE, EmbeddedAws, apply_environ, create_table, write_secret
 
@@ -35,6 +37,10 @@ STAGE = "dev"
 def main() -> int:
     port = int(os.environ.get("PORT") or 8000)
     caller_key = os.environ.get("GATEWAY_API_KEY") or DEV_KEY
+    sync_seconds = sync_interval(os.environ.get("STATUS_SYNC_SECONDS"))
+    if sync_seconds is None:
+        print("STATUS_SYNC_SECONDS must be a number of seconds above 0", file=sys.stderr)
+        return 1
     # Checked before anything starts, so a busy port is one clear line rather than a
     # banner for a gateway that never serves, followed by a traceback.
     if not port_is_free(port):
@@ -63,7 +69,7 @@ def main() -> int:
         print(banner(port, caller_key, api_url if sandbox is None else f"sandbox panel at {api_url}",
                      aws.endpoint),
               flush=True)
-        return serve(port)
+        return serve(port, sync_seconds)
     except KeyboardInterrupt:
         return 0
     finally:
@@ -72,8 +78,9 @@ def main() -> int:
         aws.stop()
 
 
-def serve(port: int) -> int:
-    """`chalice local` (threaded, no autoreload) in this thread until Ctrl-C."""
+def serve(port: int, sync_seconds: float = 5.0) -> int:
+    """`chalice local` (threaded, no autoreload) in this thread until Ctrl-C, and the
+    status sync beside it."""
     from chalice.cli.factory import CLIFactory
     from chalice.deploy.validate import validate_routes
     from chalice.local import LocalDevServer
@@ -97,11 +104,57 @@ def serve(port: int) -> int:
             raise
         print(f"port {port} on 127.0.0.1 was taken meanwhile; set PORT to another one", file=sys.stderr)
         return 1
+    syncing = StatusSyncThread(sys.modules["app"].sync_statuses, sync_seconds).start()
     try:
         server.serve_forever()
     finally:
+        syncing.stop()
         server.server.server_close()
     return 0
+
+
+def sync_interval(text: str | None) -> float | None:
+    """STATUS_SYNC_SECONDS as seconds (5 when unset), or None when it is no usable number."""
+    try:
+        seconds = float(text or 5)
+    except ValueError:
+        return None
+    return seconds if 0 < seconds < float("inf") else None
+
+
+class StatusSyncThread:
+    """The deployed schedule's stand-in: calls the same function, `app.sync_statuses`, with a
+    scheduled event every `seconds`. A failed run is logged and the next one runs."""
+
+    def __init__(self, sync: Any, seconds: float) -> None:
+        self._sync = sync
+        self._seconds = seconds
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="status-sync", daemon=True)
+
+    def start(self) -> "StatusSyncThread":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Ends the loop; a run in progress is waited for a little (it is a daemon: it never holds the exit)."""
+        self._stopped.set()
+        self._thread.join(timeout=10)
+
+    def _loop(self) -> None:
+        while not self._stopped.wait(self._seconds):
+            try:
+                self._sync(scheduled_event(), None)
+            except Exception:  # noqa: BLE001 (one run's failure must not end the loop)
+                logs.crash(route="status sync")
+
+
+def scheduled_event() -> dict[str, Any]:
+    """The event EventBridge hands a scheduled function (Chalice reads it into a CloudWatchEvent)."""
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return {"version": "0", "id": os.urandom(16).hex(), "detail-type": "Scheduled Event", "source": "aws.events",
+            "account": "000000000000", "time": now, "region": "us-east-1",
+            "resources": ["arn:aws:events:us-east-1:000000000000:rule/local-status-sync"], "detail": {}}
 
 
 class Server(ThreadedHTTPServer):

@@ -33,6 +33,7 @@ EXAMPLES = """examples:
   python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --order-id 23501
   python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --release
   python -m ops --stage prod orders backfill-unsettled
+  python -m ops --stage prod orders backfill-index
 """
 
 
@@ -77,6 +78,10 @@ def parser() -> argparse.ArgumentParser:
     backfill = book.add_parser("backfill-unsettled",
                                help="once after upgrading: let `unknown` see orders claimed by an older version")
     backfill.add_argument("--caller")
+    index = book.add_parser("backfill-index",
+                            help="once after upgrading: let the status sync and status reads follow orders "
+                                 "placed by a version before order events")
+    index.add_argument("--caller")
     return top
 
 
@@ -140,6 +145,8 @@ def run(args: argparse.Namespace, doc: SecretDocument, table: str, stdin: TextIO
         marked = orders.backfill_unsettled(_store(table), names)
         return [{"caller": name, "marked": len(entries), **({"entries": entries} if args.json else {})}
                 for name, entries in marked.items()]
+    if command == "orders backfill-index":
+        return orders.backfill_index(_store(table), [args.caller] if args.caller else callers_in(doc))
     raise AssertionError(command)
 
 

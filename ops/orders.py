@@ -1,4 +1,4 @@
-"""`ops orders unknown|resolve|backfill-unsettled`: settle orders whose outcome the gateway could not know.
+"""`ops orders unknown|resolve|backfill-unsettled|backfill-index`: settle orders whose outcome the gateway could not know.
 
 When the panel's answer to `add` is lost, the gateway records the attempt as
 `unknown` and answers 409 `outcome_unknown` to every retry with that
@@ -8,7 +8,10 @@ or releases the key, so the caller's next retry places the order.
 
 `backfill-unsettled` is the one-time upgrade for a table written by a gateway
 older than the index of unsettled orders: until it runs, `unknown` misses the
-unknown orders of that time.
+unknown orders of that time. `backfill-index` is the one for a table written before
+order events: it gives older placed orders their ORDER# item (so a status read finds
+their ledger) and puts the open ones in the work index (so the status sync follows
+them and their events come).
 
 The desk is built by ops/cli.py on the stage's table with the function's retention;
 only its store is used, the panel is not called.
@@ -46,3 +49,9 @@ def backfill_unsettled(store: Any, callers: Iterable[str]) -> dict[str, list[dic
     """Put each caller's entries still submitting or unknown, claimed before the index existed,
     into it, so `unknown` lists them: what was marked, by caller (nothing on a rerun)."""
     return {caller: store.index_unsettled(caller) for caller in callers}
+
+
+def backfill_index(store: Any, callers: Iterable[str]) -> list[dict[str, Any]]:
+    """Give each caller's placed orders written before order events their ORDER# item, and the
+    open ones their `work` mark: how many of each it wrote, by caller (nothing on a rerun)."""
+    return [{"caller": caller, **store.index_orders(caller)} for caller in callers]

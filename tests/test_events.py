@@ -23,6 +23,7 @@ from chalicelib.orders.store import DynamoStore
 from chalicelib.orders.sync import StatusSync
 from chalicelib.upstream import PanelClient
 from local.aws import TABLE
+from local.run import scheduled_event
 from sandbox import DEFAULT_KEY
 from tests.conftest import DEFAULT_TIMEOUT, OTHER_KEY
 from tests.ordering_kit import DynamoFault, Rig, Upstream, default_order, make_rig
@@ -540,9 +541,3 @@ def test_the_scheduled_function_syncs_open_orders(client: Any, gateway: Any, pan
     assert counts["events"] == 1
     assert [e["type"] for e in client.get("/events").json_body["events"]] == ["order.in_progress", "order.created"]
     assert client.get(f"/orders/{placed['id']}").json_body["state"] == "in_progress"
-
-
-def scheduled_event() -> dict[str, Any]:
-    return {"version": "0", "id": "sync", "detail-type": "Scheduled Event", "source": "aws.events",
-            "account": "123456789012", "time": "2026-11-30T00:00:00Z", "region": "us-east-1",
-            "resources": [], "detail": {}}

@@ -303,6 +303,33 @@ def test_serves_the_gateway_on_port_and_ctrl_c_leaves_nothing_running(
                if line.startswith("{"))
 
 
+def test_syncs_order_statuses_every_status_sync_seconds_so_events_come_without_a_request(
+        local_run: Callable[..., LocalRun]) -> None:
+    # given a run syncing every second, and an order (the sandbox runs it after 5 s)
+    run = local_run(STATUS_SYNC_SECONDS="1")
+    run.wait_ready()
+    placed = run.order("local-run-events", {"service": 1, "link": "https://www.instagram.com/p/sync/",
+                                            "quantity": 100})
+    assert placed.status_code == 201, placed.text
+
+    # when nothing but the sync asks the panel
+    deadline, seen = time.monotonic() + 60, []
+    while time.monotonic() < deadline and "order.in_progress" not in seen:
+        time.sleep(0.5)
+        seen = [event["type"] for event in run.get("/events").json()["events"]]
+
+    # then
+    assert seen == ["order.in_progress", "order.created"], run.output()[-3000:]
+    assert run.interrupt() == 0
+    assert "Traceback" not in run.errors() + run.output()
+
+
+def test_refuses_a_status_sync_interval_that_is_no_number_of_seconds(local_run: Callable[..., LocalRun]) -> None:
+    run = local_run(STATUS_SYNC_SECONDS="0")
+    assert run.process.wait(timeout=STOPPED_WITHIN) == 1
+    assert "STATUS_SYNC_SECONDS" in run.errors()
+
+
 def test_uses_the_panel_in_smm_api_url_and_starts_no_sandbox(
         local_run: Callable[..., LocalRun], panel: SandboxPanel) -> None:
     panel.set_balance(Decimal("123.45"))

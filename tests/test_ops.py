@@ -364,6 +364,38 @@ def test_backfill_lets_unknown_list_orders_claimed_before_the_index_once(configu
     assert code == 0 and json.loads(out) == [{"caller": "zapier", "marked": 0, "entries": []}]
 
 
+def placed_before_events(aws: EmbeddedAws, key: str, order_id: int, state: str, status: str, at: str) -> None:
+    """A placed order's ledger entry as a gateway older than order events wrote it: no ORDER# item, no `work`."""
+    aws.client("dynamodb").put_item(TableName=TABLE, Item={
+        "pk": {"S": "LEDGER#zapier"}, "sk": {"S": f"2026-11-29T10:00:{at}.000Z#{key}"}, "state": {"S": state},
+        "status": {"S": status}, "order_id": {"N": str(order_id)}, "idempotency_key": {"S": key},
+        "request": {"S": json.dumps(ORDER)}, "quantity": {"N": "100"}, "estimated_charge": {"S": "0.09"},
+        "created_at": {"S": f"2026-11-29T10:00:{at}.000Z"}})
+
+
+def test_backfill_index_lets_the_sync_follow_orders_placed_before_events_once(configured: SandboxPanel,
+                                                                               aws: EmbeddedAws, deployed: Any) -> None:
+    # given a ledger from before order events: an open order and a completed one, both placed
+    new_caller("zapier")
+    running = json.loads(configured.handle({"key": DEFAULT_KEY, "action": "add", "service": "1", "quantity": "100",
+                                            "link": "https://www.instagram.com/p/old/"}).body)["order"]
+    placed_before_events(aws, "old-open", running, "pending", "Pending", "01")
+    placed_before_events(aws, "old-done", 424242, "completed", "Completed", "02")
+    assert deployed.status_sync().run()["orders"] == 0
+
+    # when
+    code, out, err = ops("orders", "backfill-index")
+
+    # then every placed order has its ORDER# item, the open one is followed, and a rerun writes nothing
+    assert code == 0, err
+    assert out.splitlines() == ["caller=zapier  order_items=2  work=1"]
+    assert set(deployed.store().owners([running, 424242])) == {running, 424242}
+    configured.advance(6)
+    assert deployed.status_sync().run()["events"] == 1
+    code, out, _ = ops("--json", "orders", "backfill-index")
+    assert code == 0 and json.loads(out) == [{"caller": "zapier", "order_items": 0, "work": 0}]
+
+
 def strict_utf8() -> io.TextIOWrapper:
     """A stream like a terminal's stdout: text that UTF-8 cannot encode is an error."""
     return io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")

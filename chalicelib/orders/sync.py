@@ -68,7 +68,9 @@ class StatusSync:
             + _jobs(refills, "refill_id", self._panel.refill_statuses, self._refills.record_status)
         for done in map_in_context(self._pool, _run_job, jobs):
             counts.add(done)
-        logs.event(log, "status sync", logging.WARNING if counts.failed else logging.INFO, **asdict(counts))
+        # A run that found nothing to write is not news (the local run syncs every few seconds).
+        level = logging.WARNING if counts.failed else logging.INFO if counts.changed else logging.DEBUG
+        logs.event(log, "status sync", level, **asdict(counts))
         return asdict(counts)
 
     def observed(self, statuses: list[Item]) -> None:
