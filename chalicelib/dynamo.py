@@ -108,7 +108,8 @@ class Table:
 
     def put_new(self, plain: dict[str, Any]) -> dict[str, Any]:
         """A transaction's Put of `plain` where no item is yet (an event, say: written once)."""
-        return {"Put": {"TableName": self.name, "Item": self.item(plain), "ConditionExpression": "attribute_not_exists(pk)"}}
+        return {"Put": {"TableName": self.name, "Item": self.item(plain),
+                        "ConditionExpression": "attribute_not_exists(pk)"}}
 
     def item(self, plain: dict[str, Any]) -> dict[str, Any]:
         """DynamoDB's typed form of `plain`; None values are left out (no attribute)."""

@@ -1,4 +1,4 @@
-"""`ops orders unknown|resolve|backfill-unsettled|backfill-index`: settle orders whose outcome the gateway could not know.
+"""`ops orders unknown|resolve|backfill-unsettled|backfill-index`: unknown outcomes, and ledger upgrades.
 
 When the panel's answer to `add` is lost, the gateway records the attempt as
 `unknown` and answers 409 `outcome_unknown` to every retry with that

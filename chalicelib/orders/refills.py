@@ -49,11 +49,12 @@ class DynamoRefills:
         for start in range(0, len(created), 50):  # a transaction holds at most 100 items: 2 per refill
             part = [(refill_id, order_id, model.new(caller, "refill.created", _data(
                 refill_id, order_id, "Pending", "pending"), now)) for refill_id, order_id in created[start:start + 50]]
+            # The token makes an SDK retry of a write that did happen a no-op, not a second event.
             self._db.transact([item for refill_id, order_id, event in part for item in (
                 {"Put": {"TableName": self._table, "Item": self._db.item({
                     **_key(refill_id), "refill_id": refill_id, "order_id": order_id, "caller": caller,
                     "status": "Pending", "state": "pending", "created_at": rfc3339(now), "work": REFILL_WORK})}},
-                self._db.put_new(model.to_item(event)))])
+                self._db.put_new(model.to_item(event)))], token=part[0][2].id.removeprefix("evt_"))
             events += [event for _, _, event in part]
         self._published(events)
 
