@@ -22,13 +22,13 @@ from bench.canned import PANEL_URL
 from bench.harness import ROOT, Harness, workdir
 from bench.stats import ratio
 
-FIGURES = ("cold", "gateway", "fanout", "memory", "package")
+FIGURES = ("cold", "gateway", "fanout", "memory", "package", "sync")
 SERVICES = 5000
 # POST /orders counts stay small: moto's transactions slow down as its table grows.
 FULL = {"cold_runs": 15, "requests": 1000, "post_requests": 30, "repeats": 5, "ids": 1000,
-        "delay": 0.2, "memory_requests": 10_000}
+        "delay": 0.2, "memory_requests": 10_000, "sync_orders": 1000, "sync_repeats": 10}
 QUICK = {"cold_runs": 1, "requests": 20, "post_requests": 3, "repeats": 2, "ids": 1000,
-         "delay": 0.05, "memory_requests": 100}
+         "delay": 0.05, "memory_requests": 100, "sync_orders": 150, "sync_repeats": 2}
 
 
 def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
@@ -41,7 +41,7 @@ def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
     if "cold" in figures:
         with timed(clock, "cold"):
             result["cold"] = cold.measure(sizes["cold_runs"])
-    if {"gateway", "fanout", "memory"} & set(figures) or profile_dir is not None:
+    if {"gateway", "fanout", "memory", "sync"} & set(figures) or profile_dir is not None:
         with workdir() as scratch:
             with timed(clock, "aws"):
                 harness = Harness(Path(scratch))
@@ -87,6 +87,20 @@ def children(harness: Harness, scratch: Path, figures: tuple[str, ...], sizes: d
         peak = mem["steps"]["peak_mb"]
         result["memory"] = {**mem, "catalogue_services": SERVICES, "floor_peak_mb": floor,
                             "ratio": ratio(peak, floor), "target_mb": 100, "met": peak <= 100}
+    if "sync" in figures:
+        with timed(clock, "sync"):
+            result["sync"] = sync(harness, sizes)
+
+
+def sync(harness: Harness, sizes: dict[str, Any]) -> dict[str, Any]:
+    """Figure 6 in a child, which runs its own sandbox on a port chosen here (the secret names it)."""
+    from local.aws import free_port
+    from sandbox import DEFAULT_KEY
+
+    port = free_port()
+    environ = {**harness.environ(f"http://127.0.0.1:{port}/api/v2", "sync", DEFAULT_KEY),
+               "SMM_TIMEOUT_SECONDS": "10"}
+    return harness.run("sync", {**_pick(sizes, "sync_orders", "sync_repeats"), "port": port}, environ)
 
 
 def fanout(harness: Harness, sizes: dict[str, Any]) -> dict[str, Any]:

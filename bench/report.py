@@ -76,6 +76,18 @@ def table(result: dict[str, Any]) -> str:
                          f"(floor {pre['floor_ms']} ms).")
     elif pkg:
         lines += ["", f"Package size not measured: {pkg['error']}"]
+    sync = result.get("sync")
+    if sync:
+        n = sync["orders"]
+        calls = -(-n // 100)
+        for name, label in (("unchanged", "none changed"), ("changed", f"{sync['changed_orders']} changed")):
+            row = sync[name]
+            add(f"| 6 | status sync, {n} open orders, {label}: panel calls / DynamoDB requests (writes), wall "
+                f"| {row['panel_calls']} / {row['dynamodb']} ({row['writes']}), {row['ms']} ms "
+                f"| {calls} `status` calls | – | ≤ {calls} calls; writes = changes "
+                f"| {_mark(row['panel_calls'] <= calls and row['writes'] == row['changed'])} |")
+        add(f"| 6 | status change on the panel → event readable on `GET /events` (sync run + read; "
+            f"interval excluded; median of {sync['repeats']}) | {sync['change_to_event_ms']} ms | – | – | – |  |")
     if cold or gateway or mem:
         lines.append("")
     if cold:

@@ -58,7 +58,13 @@ def profile(config: dict[str, Any]) -> dict[str, Any]:
     return measure(gw, config["key"], config["out_dir"], config["requests"], config["ids"])
 
 
-TASKS = {"gateway": gateway, "memory": memory, "fanout": fanout, "profile": profile}
+def sync(config: dict[str, Any]) -> dict[str, Any]:
+    from bench.sync import measure
+
+    return measure(config["key"], config["sync_orders"], config["sync_repeats"], config["port"])
+
+
+TASKS = {"gateway": gateway, "memory": memory, "fanout": fanout, "profile": profile, "sync": sync}
 
 
 def main(argv: list[str]) -> int:

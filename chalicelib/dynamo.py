@@ -18,6 +18,7 @@ from chalicelib import errors
 # panel: the status sync reads them), "outbox" (an event not yet published). One index
 # for all, as DynamoDB adds one index per table update.
 WORK_INDEX = "work"
+WORK_PAGE = 250  # items per Query of it: small answers that no client timeout cuts, even from an emulator
 
 
 class Cancelled(errors.StorageUnavailable):
@@ -97,6 +98,7 @@ class Table:
         params: dict[str, Any] = {
             "TableName": self.name, "IndexName": WORK_INDEX, "KeyConditionExpression": "#work = :kind",
             "ExpressionAttributeNames": {"#work": "work"}, "ExpressionAttributeValues": self.values({":kind": kind}),
+            "Limit": WORK_PAGE,
         }
         found: list[dict[str, Any]] = []
         while True:

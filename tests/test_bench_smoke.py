@@ -26,8 +26,8 @@ def test_a_quick_bench_run_reports_every_figure_against_its_floor(tmp_path: Path
     out = tmp_path / "latest.json"
 
     # when
-    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "cold,gateway,fanout,memory",
-                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "cold,gateway,fanout,memory,sync",
+                           "--out", str(out)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=240)
 
     # then it printed the table and wrote the JSON
     assert done.returncode == 0, done.stderr[-3000:]
@@ -50,6 +50,12 @@ def test_a_quick_bench_run_reports_every_figure_against_its_floor(tmp_path: Path
     assert result["gateway"]["dynamodb"]["per_replay"] == 1
     assert fanout["panel_calls"] == 10
     assert cold["heavy_modules_at_import"] == []
+    # the status sync: one `status` call per 100 open orders, no write when nothing changed,
+    # one per change otherwise; and a change is readable on GET /events
+    sync = result["sync"]
+    assert (sync["orders"], sync["unchanged"]["panel_calls"], sync["unchanged"]["writes"]) == (150, 2, 0)
+    assert (sync["changed"]["panel_calls"], sync["changed"]["writes"]) == (2, sync["changed_orders"])
+    assert sync["change_to_event_ms"] > 0
 
 
 def test_importing_the_app_loads_no_aws_http_or_schema_library() -> None:

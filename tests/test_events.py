@@ -412,6 +412,23 @@ def test_an_order_resolved_by_an_operator_is_created_once_even_if_its_late_compl
     assert store.find("alice", late.key_hash).answer["body"] == {"id": 23501}
 
 
+def test_a_late_completion_with_another_order_than_the_operator_resolved_is_not_recorded_silently(
+        side: Side, resources: Any) -> None:
+    from tests.test_store import attempt
+
+    store = DynamoStore(resources.client("dynamodb"), TABLE)
+    late = attempt()
+    store.claim(late, 1_800_000_000.0)
+    store.mark_unknown("alice", late.key_hash, late.owner, late.ledger_sk)
+    store.resolve("alice", late.key_hash, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}},
+                  1_800_000_100.0, 1_800_000_000.0)
+
+    with pytest.raises(errors.StorageUnavailable):  # the desk logs it: "order placed but not recorded"
+        store.complete(late, 23999, {"status": 201, "body": {"id": 23999}, "headers": {}}, 1_800_000_100.0)
+
+    assert types(side.events()) == ["order.outcome_unknown", "order.created"]
+
+
 def test_writers_hand_what_they_wrote_to_the_published_callback(rig: Rig, side: Side, panel: Any,
                                                                 resources: Any) -> None:
     handed: list[str] = []

@@ -88,7 +88,8 @@ class DynamoRefills:
             "ExpressionAttributeNames": {"#status": "status", "#state": "state", "#work": "work"},
             "ExpressionAttributeValues": self._db.values(values)}}
         try:
-            self._db.transact([update] + ([self._db.put_new(model.to_item(event))] if event else []))
+            self._db.transact([update] + ([self._db.put_new(model.to_item(event))] if event else []),
+                              token=event.id.removeprefix("evt_") if event else None)
         except Cancelled as cancelled:
             if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
                 return None  # recorded by someone else meanwhile, with its event

@@ -239,9 +239,10 @@ class DynamoStore:
                                                order_id, answer, expires_at, created), token=attempt.owner + "d")
         except Cancelled as cancelled:
             held, ledger, *_ = cancelled.reasons
-            if ledger.get("Code") == "ConditionalCheckFailed" and held.get("Code") in (None, "None"):
-                return  # resolved by an operator with this order meanwhile: already recorded
-            raise
+            recorded = self._db.plain(ledger["Item"]).get("order_id") if ledger.get("Item") else None
+            if held.get("Code") in (None, "None") and recorded == order_id:
+                return  # an operator resolved the key with this very order meanwhile: recorded once
+            raise  # (resolved with another order: the desk logs this one, for an operator to look at)
         self._published([created])
 
     def release(self, attempt: Attempt) -> None:
@@ -305,8 +306,9 @@ class DynamoStore:
         else:
             update["Update"]["ConditionExpression"] = condition + "#status = :previous"
             update["Update"]["ExpressionAttributeValues"] |= self._db.values({":previous": previous})
-        try:
-            self._db.transact([update] + ([self._event_put(event)] if event else []))
+        try:  # the token makes an SDK retry of a write that did happen a success, not a refusal
+            self._db.transact([update] + ([self._event_put(event)] if event else []),
+                              token=event.id.removeprefix("evt_") if event else None)
         except Cancelled as cancelled:
             if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
                 return None  # recorded by someone else meanwhile, with its event
@@ -483,6 +485,7 @@ class DynamoStore:
                                      {":pending": "pending", ":order": order_id, ":status": "Pending",
                                       ":work": ORDER_WORK})
         ledger["Update"]["ConditionExpression"] = "attribute_exists(pk) AND attribute_not_exists(order_id)"
+        ledger["Update"]["ReturnValuesOnConditionCheckFailure"] = "ALL_OLD"
         return [
             self._owned_update(caller, key_hash, owner,
                                "SET #state = :completed, answer = :answer, order_id = :order, "
