@@ -411,9 +411,13 @@ class DynamoStore:
             for raw in page.get("Items", []):
                 item = self._db.plain(raw)
                 order_id = int(item["order_id"])
-                if self._db.conditional("put_item", TableName=self._table, Item=self._db.item(
-                        _order_key(order_id) | {"order_id": order_id, "caller": caller, "ledger_sk": item["sk"]}),
-                        ConditionExpression="attribute_not_exists(pk)"):
+                # An UpdateItem that creates: the operators' policy grants UpdateItem, not PutItem.
+                if self._db.conditional(
+                        "update_item", TableName=self._table, Key=self._db.item(_order_key(order_id)),
+                        UpdateExpression="SET order_id = :order, #caller = :caller, ledger_sk = :sk",
+                        ConditionExpression="attribute_not_exists(pk)", ExpressionAttributeNames={"#caller": "caller"},
+                        ExpressionAttributeValues=self._db.values({":order": order_id, ":caller": caller,
+                                                                   ":sk": item["sk"]})):
                     written["order_items"] += 1
                 if item.get("state") in OPEN_STATES and "work" not in item and self._db.conditional(
                         "update_item", TableName=self._table, Key={"pk": raw["pk"], "sk": raw["sk"]},
