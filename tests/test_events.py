@@ -363,6 +363,30 @@ def test_a_read_of_an_order_not_placed_through_the_gateway_writes_nothing(side: 
     assert sent.names == ["BatchGetItem"]
 
 
+def test_a_read_looks_an_owner_up_once_and_an_order_in_no_ledger_once_a_minute(
+        rig: Rig, side: Side, panel: Any, pool: ThreadPoolExecutor) -> None:
+    # given a container whose clock the test moves
+    now = [0.0]
+    sync = StatusSync(side.client, side.store, side.refills, pool, clock=lambda: now[0])
+    orders = Orders(side.client, pool, side.refills, observed=sync.observed)
+    mine, elsewhere = place(rig), model_free_add(panel, "https://x.com/elsewhere")
+    sent = Requests(side.dynamodb)
+
+    # when each is read twice, then once more a minute later
+    for _ in range(2):
+        orders.status(mine)
+        orders.status(elsewhere)
+    now[0] += 61
+    orders.status(elsewhere)
+    panel.advance(6)
+    orders.status(mine)
+
+    # then: owners once each, the ledger entry each time, the one change written with its event
+    assert sent.names == ["BatchGetItem", "BatchGetItem", "BatchGetItem", "BatchGetItem", "BatchGetItem",
+                          "BatchGetItem", "TransactWriteItems"]
+    assert types(side.events()) == ["order.created", "order.in_progress"]
+
+
 # -- order.created and order.outcome_unknown, once each ---------------------------------------------
 
 

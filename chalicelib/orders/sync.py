@@ -14,6 +14,7 @@ open, for the next run.
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Protocol
@@ -21,11 +22,13 @@ from typing import Any, Callable, Protocol
 from chalicelib import errors, logs
 from chalicelib.events.model import Event
 from chalicelib.orders.refills import RefillStore
-from chalicelib.orders.store import Store
+from chalicelib.orders.store import Owner, Store
 from chalicelib.timing import map_in_context
 from chalicelib.upstream import MAX_BATCH
 
 log = logging.getLogger(__name__)
+ELSEWHERE_SECONDS = 60.0  # how long a read takes an order found in no ledger for one placed elsewhere
+REMEMBERED = 100_000  # order ids a container remembers the owners of (about 10 MB at most)
 
 Item = dict[str, Any]
 Statuses = Callable[[list[int]], dict[int, Any]]  # ids -> status, or an error value per id
@@ -54,11 +57,17 @@ class Counts:
 
 
 class StatusSync:
-    def __init__(self, panel: Panel, store: Store, refills: RefillStore, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, panel: Panel, store: Store, refills: RefillStore, pool: ThreadPoolExecutor, *,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._panel = panel
         self._store = store
         self._refills = refills
         self._pool = pool
+        self._clock = clock
+        # What `observed` learned of whose orders are whose: an owner never changes, and
+        # an order in no ledger is not looked up again for a while (see `observed`).
+        self._owners: dict[int, Owner] = {}
+        self._elsewhere: dict[int, float] = {}  # order id -> until when it is taken as in no ledger
 
     def run(self) -> dict[str, int]:
         """One sync of every open order and refill; returns its counts (also logged)."""
@@ -75,9 +84,20 @@ class StatusSync:
 
     def observed(self, statuses: list[Item]) -> None:
         """Panel statuses a read learned (`GET /orders/{id}`): those of orders in a ledger
-        go through the same write as the sync's. Never raises: the read has its answer."""
+        go through the same write as the sync's. Never raises: the read has its answer.
+
+        Owners are remembered (an ORDER# item never changes), and so, for a minute, is an
+        order found in no ledger: a workflow polling an order placed elsewhere costs one
+        BatchGetItem a minute, not one a read. An order is in a ledger from its completion
+        on, so only a read in the moment between the panel's `add` and the completion's
+        write can take a ledger order for another's; the sync records its changes anyway."""
+        now = self._clock()
+        wanted = [s["id"] for s in statuses if s["id"] not in self._owners and self._elsewhere.get(s["id"], now) <= now]
         try:
-            owners = self._store.owners([status["id"] for status in statuses])
+            if wanted:
+                found = self._store.owners(wanted)
+                self._remember(found, [i for i in wanted if i not in found], now)
+            owners = {s["id"]: self._owners[s["id"]] for s in statuses if s["id"] in self._owners}
             if not owners:
                 return
             entries = self._store.entries(owners)
@@ -88,6 +108,13 @@ class StatusSync:
         except errors.GatewayError as exc:
             logs.event(log, "status not recorded", logging.WARNING, code=exc.code,
                        orders=[status["id"] for status in statuses])
+
+    def _remember(self, found: dict[int, Owner], elsewhere: list[int], now: float) -> None:
+        if len(self._owners) + len(found) > REMEMBERED or len(self._elsewhere) + len(elsewhere) > REMEMBERED:
+            self._owners.clear()  # a container that has seen this many orders starts afresh
+            self._elsewhere.clear()
+        self._owners.update(found)
+        self._elsewhere.update((order_id, now + ELSEWHERE_SECONDS) for order_id in elsewhere)
 
     def _write_order(self, entry: Item, current: Item) -> Event | None:
         return self._store.record_status(entry["pk"].removeprefix("LEDGER#"), entry, current)
