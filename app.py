@@ -149,6 +149,60 @@ def currency() -> Any:
     return AccountCurrency(account().balance)
 
 
+@functools.cache
+def webhook_targets() -> Any:
+    from chalicelib.webhooks.targets import Targets
+
+    return Targets(allow_private=env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false").lower() == "true")
+
+
+@functools.cache
+def webhook_queue() -> Any:
+    from chalicelib.webhooks.queue import SqsQueue
+
+    return SqsQueue(boto_client("sqs"), env("WEBHOOK_QUEUE_URL", ""))
+
+
+@functools.cache
+def webhook_sink() -> Any:
+    """The outbox's "webhooks" sink (events/outbox.py gives it every event)."""
+    from chalicelib.webhooks.deliveries import DynamoDeliveries
+    from chalicelib.webhooks.sink import WebhookSink
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions
+
+    return WebhookSink(DynamoSubscriptions(boto_client("dynamodb"), table()),
+                       DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+
+
+@functools.cache
+def webhooks() -> Any:
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions, Subscriptions
+
+    # A webhook.test event is published as the sink's own: until the outbox is wired in
+    # (then: outbox().dispatch), it goes straight to the webhook sink.
+    return Subscriptions(DynamoSubscriptions(boto_client("dynamodb"), table()), webhook_targets(),
+                         published=lambda events: webhook_sink().publish(events))
+
+
+@functools.cache
+def delivery_log() -> Any:
+    from chalicelib.webhooks.deliveries import DeliveryLog, DynamoDeliveries
+
+    return DeliveryLog(DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+
+
+@functools.cache
+def webhook_worker() -> Any:
+    from chalicelib.webhooks.deliveries import DynamoDeliveries
+    from chalicelib.webhooks.sender import Sender
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions
+    from chalicelib.webhooks.worker import Worker, retry_seconds
+
+    return Worker(DynamoSubscriptions(boto_client("dynamodb"), table()),
+                  DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue(), webhook_targets(),
+                  Sender(), delays=retry_seconds(os.environ.get("WEBHOOK_RETRY_SECONDS")))
+
+
 def _loaded_panel_key() -> list[str]:
     """The panel key, for log redaction, only if the secret was already read."""
     key = secret().loaded_panel_key() if secret.cache_info().currsize else None
@@ -371,6 +425,65 @@ def list_refills() -> dict[str, Any]:
 @route("/refills/{refill_id}")
 def get_refill(refill_id: str) -> dict[str, Any]:
     return orders().refill_status(http.parse_id(refill_id, "refill_id"))
+
+
+# -- webhooks ----------------------------------------------------------------------
+
+
+@route("/webhooks", methods=("POST",), status=201, content_types=["application/json"])
+def create_webhook() -> Response:
+    from chalicelib import spec_docs
+
+    webhook = webhooks().create(_caller.get(), schemas().checked("WebhookRequest", body()))
+    request = current_request()
+    location = f"{spec_docs.base_url(request.headers, request.context)}/webhooks/{webhook.id}"
+    return Response(body=webhook.public(with_secret=True), status_code=201, headers={"Location": location})
+
+
+@route("/webhooks")
+def list_webhooks() -> dict[str, Any]:
+    found = webhooks().list(_caller.get(), query().get("url"))
+    return {"webhooks": [webhook.public() for webhook in found]}
+
+
+@route("/webhooks/{webhook_id}")
+def get_webhook(webhook_id: str) -> dict[str, Any]:
+    return webhooks().get(_caller.get(), webhook_id).public(with_secret=True)
+
+
+@route("/webhooks/{webhook_id}", methods=("DELETE",))
+def delete_webhook(webhook_id: str) -> Response:
+    webhooks().delete(_caller.get(), webhook_id)
+    return Response(body="", status_code=204)
+
+
+@route("/webhooks/{webhook_id}/test", methods=("POST",), status=202)
+def test_webhook(webhook_id: str) -> dict[str, Any]:
+    return webhooks().test(_caller.get(), webhook_id).public()
+
+
+@route("/webhooks/{webhook_id}/deliveries")
+def list_deliveries(webhook_id: str) -> dict[str, Any]:
+    params = query(limit=http.parse_limit)
+    webhook = webhooks().get(_caller.get(), webhook_id)
+    return delivery_log().page(webhook, params.get("limit", 20), params.get("cursor"))
+
+
+@route("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", methods=("POST",), status=202)
+def redeliver(webhook_id: str, delivery_id: str) -> dict[str, Any]:
+    webhook = webhooks().get(_caller.get(), webhook_id)
+    delivery = delivery_log().redeliver(webhook, delivery_id, time.time())
+    return {"id": delivery.id, "event_id": delivery.event_id, "status": "pending"}
+
+
+# The queue's ARN is the stage's own queue (infra/resources.json sets it on this event
+# source); make run's worker thread (local/run.py) calls this same function.
+@app.on_sqs_message(queue="smm-gateway-webhooks", batch_size=1, name="webhook_worker")
+def deliver_webhooks(event: Any) -> None:
+    from chalicelib.webhooks.queue import Message
+
+    for record in event:
+        webhook_worker().handle(Message.read(record.body))
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------

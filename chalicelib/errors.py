@@ -118,6 +118,27 @@ class InsufficientFunds(GatewayError):
     code = "insufficient_funds"
 
 
+# -- webhooks -------------------------------------------------------------------
+
+
+class WebhookNotFound(NotFound):
+    """No such webhook subscription (or delivery) for this caller."""
+
+    code = "webhook_not_found"
+
+
+class InvalidWebhookUrl(Refused):
+    """A webhook target the gateway will not call: scheme, form, or a non-public address."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookLimitReached(Refused):
+    """The caller already holds the most subscriptions a caller may hold."""
+
+    code = "webhook_limit_reached"
+
+
 # -- idempotency ----------------------------------------------------------------
 
 
@@ -175,6 +196,13 @@ class StorageUnavailable(GatewayError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class QueueUnavailable(GatewayError):
+    """SQS did not take a webhook delivery message."""
+
+    status = 503
+    code = "queue_unavailable"
 
 
 class ConfigurationUnavailable(GatewayError):
