@@ -43,6 +43,13 @@ CONTRACT_ROUTES = {
     ("get", "/openapi.json"),
     ("get", "/openapi.yaml"),
     ("get", "/swagger.json"),
+    ("post", "/webhooks"),
+    ("get", "/webhooks"),
+    ("get", "/webhooks/{webhook_id}"),
+    ("delete", "/webhooks/{webhook_id}"),
+    ("post", "/webhooks/{webhook_id}/test"),
+    ("get", "/webhooks/{webhook_id}/deliveries"),
+    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
 
 PUBLIC_ROUTES = {
@@ -75,6 +82,15 @@ EXPECTED_STATUSES = {
     ("get", "/openapi.json"): {"200", "400"},
     ("get", "/openapi.yaml"): {"200", "400"},
     ("get", "/swagger.json"): {"200", "400"},
+    # Webhooks touch only DynamoDB and SQS: 503 when they fail, never 502/504.
+    ("post", "/webhooks"): {"201", "400", "401", "413", "415", "422", "503"},
+    ("get", "/webhooks"): {"200", "400", "401", "503"},
+    ("get", "/webhooks/{webhook_id}"): {"200", "400", "401", "404", "503"},
+    ("delete", "/webhooks/{webhook_id}"): {"204", "400", "401", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/test"): {"202", "400", "401", "404", "415", "503"},
+    ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "400", "401", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {"202", "400", "401", "404", "409", "415",
+                                                                              "503"},
 }
 
 # docs/architecture.md, "Error codes".
@@ -82,9 +98,9 @@ CODES_BY_STATUS = {
     "400": {"validation_error", "idempotency_key_required"},
     "401": {"unauthorized"},
     "402": {"insufficient_funds"},
-    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found"},
+    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found", "webhook_not_found"},
     "405": {"method_not_allowed"},
-    "409": {"idempotency_in_progress", "outcome_unknown"},
+    "409": {"idempotency_in_progress", "outcome_unknown", "delivery_in_progress"},
     "413": {"payload_too_large"},
     "414": {"uri_too_long"},
     "415": {"unsupported_media_type"},
@@ -98,11 +114,13 @@ CODES_BY_STATUS = {
         "upstream_rejected",
         "idempotency_key_reused",
         "spending_limit_exceeded",
+        "invalid_webhook_url",
+        "webhook_limit_reached",
     },
     "431": {"headers_too_large"},
     "500": {"internal_error"},
     "502": {"upstream_bad_response", "upstream_auth_failed", "outcome_unknown"},
-    "503": {"upstream_unavailable", "storage_unavailable", "configuration_unavailable"},
+    "503": {"upstream_unavailable", "storage_unavailable", "configuration_unavailable", "queue_unavailable"},
     "504": {"upstream_timeout", "outcome_unknown"},
 }
 ALL_CODES = set().union(*CODES_BY_STATUS.values())
@@ -134,8 +152,9 @@ SCHEMAS_THE_CODE_READS = {
     "CancelBatchRequest",
     "CancelBatchResult",
     "CancelBatchItem",
+    "WebhookRequest",
 }
-CLOSED_SCHEMAS = {"OrderRequest", "RefillBatchRequest", "CancelBatchRequest"}
+CLOSED_SCHEMAS = {"OrderRequest", "RefillBatchRequest", "CancelBatchRequest", "WebhookRequest"}
 
 ORDER_STATES = ["pending", "in_progress", "processing", "completed", "partial", "canceled", "unknown"]
 LEDGER_STATES = ORDER_STATES + ["submitting"]
@@ -329,9 +348,9 @@ def test_servers_point_at_the_local_gateway(spec):
     assert spec["servers"] == [{"url": "http://127.0.0.1:8000"}]
 
 
-def test_the_tags_are_the_six_areas_of_the_api(spec):
+def test_the_tags_are_the_areas_of_the_api(spec):
     names = [tag["name"] for tag in spec["tags"]]
-    assert names == ["health", "account", "services", "orders", "refills", "spec"]
+    assert names == ["health", "account", "services", "orders", "refills", "webhooks", "spec"]
     assert all(tag.get("description") for tag in spec["tags"])
 
 
@@ -824,7 +843,9 @@ def test_the_swagger_document_labels_fields_for_power_automate(swagger):
 def test_the_swagger_document_keeps_every_example(spec, swagger):
     for path, item in spec["paths"].items():
         for method, operation in item.items():
-            for status in operation["responses"]:
+            for status, documented in operation["responses"].items():
+                if not resolve(spec, documented).get("content"):
+                    continue  # 204: no body, nothing to show
                 response = swagger["paths"][path][method]["responses"][status]
                 response = swagger["responses"][response["$ref"].split("/")[-1]] if "$ref" in response \
                     else response
