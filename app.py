@@ -476,9 +476,11 @@ def redeliver(webhook_id: str, delivery_id: str) -> dict[str, Any]:
     return {"id": delivery.id, "event_id": delivery.event_id, "status": "pending"}
 
 
-# The queue's ARN is the stage's own queue (infra/resources.json sets it on this event
-# source); make run's worker thread (local/run.py) calls this same function.
-@app.on_sqs_message(queue="smm-gateway-webhooks", batch_size=1, name="webhook_worker")
+# Packaged, infra/resources.json points this event source at the stage's own queue
+# (WebhookQueue); the ARN here only stands in for it, as Chalice wants one at import.
+# make run's worker thread (local/run.py) calls this same function.
+@app.on_sqs_message(queue_arn="arn:aws:sqs:us-east-1:000000000000:smm-gateway-webhooks", batch_size=1,
+                    name="webhook_worker")
 def deliver_webhooks(event: Any) -> None:
     from chalicelib.webhooks.queue import Message
 

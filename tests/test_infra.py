@@ -36,9 +36,10 @@ COPIED = ("app.py", "chalicelib", "requirements.txt", ".chalice/config.json", ".
 # What app.py reads that is not a resource name: tunables with defaults in app.py.
 SETTINGS = {"SMM_TIMEOUT_SECONDS", "CATALOGUE_TTL_SECONDS", "SECRET_MAX_AGE_SECONDS",
             "IDEMPOTENCY_RETENTION_DAYS", "IDEMPOTENCY_KEY_REQUIRED", "MAX_ORDER_CHARGE", "DAILY_SPEND_LIMIT",
-            "BALANCE_LOW_THRESHOLD"}
+            "BALANCE_LOW_THRESHOLD", "WEBHOOK_RETRY_SECONDS", "WEBHOOK_ALLOW_PRIVATE_TARGETS"}
 # What app.py reads that names a resource, and the type the template must create for it.
-RESOURCES = {"GATEWAY_TABLE": "AWS::DynamoDB::Table", "GATEWAY_SECRET_ID": "AWS::SecretsManager::Secret"}
+RESOURCES = {"GATEWAY_TABLE": "AWS::DynamoDB::Table", "GATEWAY_SECRET_ID": "AWS::SecretsManager::Secret",
+             "WEBHOOK_QUEUE_URL": "AWS::SQS::Queue"}
 TRANSACT_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
                     "ConditionCheck": "dynamodb:ConditionCheckItem"}
 API_GATEWAY_LIMIT = 29.0  # seconds: REST API integration timeout
@@ -83,6 +84,29 @@ def resources(template: dict[str, Any], kind: str) -> dict[str, dict[str, Any]]:
 def one(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
     (found,) = resources(template, kind).items()
     return found
+
+
+FUNCTIONS = ("APIHandler", "WebhookWorker")  # the API, and the webhook worker (app.deliver_webhooks)
+
+
+def function(template: dict[str, Any], name: str = "APIHandler") -> dict[str, Any]:
+    return template["Resources"][name]  # type: ignore[no-any-return]
+
+
+def roles(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Each function's role, by the role's name; every function has its own."""
+    assert set(resources(template, "AWS::Serverless::Function")) == set(FUNCTIONS)
+    found = {}
+    for name in FUNCTIONS:
+        (role_name, _), = function(template, name)["Properties"]["Role"].values()
+        found[role_name] = template["Resources"][role_name]
+    assert set(found) == set(resources(template, "AWS::IAM::Role"))
+    return found
+
+
+def granted(role: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (policy,) = role["Properties"]["Policies"]
+    return statements(policy["PolicyDocument"])
 
 
 def substitute(value: Any, stage: str) -> str:
@@ -169,10 +193,11 @@ def test_every_resource_name_the_code_reads_is_wired_to_a_created_resource(
         assert not re.search(r"os\.environ|getenv\(", module.read_text()), module
 
     for template in templates.values():
-        variables = one(template, "AWS::Serverless::Function")[1]["Properties"]["Environment"]["Variables"]
-        for name, kind in RESOURCES.items():
-            (target,) = variables[name].values()  # {"Ref": ...}: the table's name, the secret's ARN
-            assert template["Resources"][target]["Type"] == kind, name
+        for name_of_function in FUNCTIONS:
+            variables = function(template, name_of_function)["Properties"]["Environment"]["Variables"]
+            for name, kind in RESOURCES.items():
+                (target,) = variables[name].values()  # {"Ref": ...}: the table's name, the secret's ARN
+                assert template["Resources"][target]["Type"] == kind, name
 
 
 def test_the_dev_stack_creates_the_names_the_local_run_emulates(templates: dict[str, dict[str, Any]]) -> None:
@@ -195,16 +220,14 @@ def test_the_secret_is_created_empty_so_no_key_lives_in_the_template(templates: 
 
 def test_the_role_may_act_only_on_the_created_resources(templates: dict[str, dict[str, Any]]) -> None:
     for template in templates.values():
-        role_name, role = one(template, "AWS::IAM::Role")
-        assert one(template, "AWS::Serverless::Function")[1]["Properties"]["Role"] == {"Fn::GetAtt": [role_name, "Arn"]}
-        assert "ManagedPolicyArns" not in role["Properties"]
-        (policy,) = role["Properties"]["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
-            assert not any("*" in action for action in actions(statement)), statement["Sid"]
-            (intrinsic, target), = statement["Resource"].items()  # a Ref or GetAtt, never a string
-            name = target[0] if intrinsic == "Fn::GetAtt" else target
-            assert template["Resources"][name]["Type"] in {*RESOURCES.values(), "AWS::Logs::LogGroup"}
+        for role in roles(template).values():
+            assert "ManagedPolicyArns" not in role["Properties"]
+            for statement in granted(role).values():
+                assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+                assert not any("*" in action for action in actions(statement)), statement["Sid"]
+                (intrinsic, target), = statement["Resource"].items()  # a Ref or GetAtt, never a string
+                name = target[0] if intrinsic == "Fn::GetAtt" else target
+                assert template["Resources"][name]["Type"] in {*RESOURCES.values(), "AWS::Logs::LogGroup"}
 
 
 def test_the_role_grants_exactly_the_table_actions_the_stores_issue(templates: dict[str, dict[str, Any]]) -> None:
@@ -216,10 +239,16 @@ def test_the_role_grants_exactly_the_table_actions_the_stores_issue(templates: d
     assert "transact_write_items" in source and issued >= {"dynamodb:PutItem", "dynamodb:Query"}
 
     for template in templates.values():
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert actions(granted["GatewayTableItems"]) == issued
-        assert actions(granted["GatewaySecretRead"]) == {"secretsmanager:GetSecretValue"}
-        assert actions(granted["OwnLogGroup"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        for role in roles(template).values():
+            assert actions(granted(role)["GatewayTableItems"]) == issued
+            assert actions(granted(role)["OwnLogGroup"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        api, worker = (granted(role) for role in roles(template).values())
+        assert actions(api["GatewaySecretRead"]) == {"secretsmanager:GetSecretValue"}
+        assert actions(api["WebhookQueueSend"]) == {"sqs:SendMessage"}
+        assert "GatewaySecretRead" not in worker  # it reads no caller keys and calls no panel
+        # what Lambda's SQS event source needs of the function's role, and the worker's own next attempts
+        assert actions(worker["WebhookQueueConsume"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                          "sqs:GetQueueAttributes", "sqs:SendMessage"}
 
 
 def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any, panel: Any,
@@ -228,7 +257,7 @@ def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any
     # given a spending cap (so the daily counter is written) and a recorder on the function's clients
     monkeypatch.setenv("DAILY_SPEND_LIMIT", "1000")
     made: set[str] = set()
-    for service in ("dynamodb", "secretsmanager"):
+    for service in ("dynamodb", "secretsmanager", "sqs"):
         gateway.boto_client(service).meta.events.register(
             f"before-parameter-build.{service}", lambda params, model, **_: made.update(iam_actions(model, params)))
     order = {"service": 1, "link": "https://www.instagram.com/p/iam/", "quantity": 100}
@@ -244,23 +273,57 @@ def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any
                        headers={"Idempotency-Key": "c"}).status_code == 402
     assert client.get("/orders?limit=5").status_code == 200
     gateway.desk().resolve("alice", "b", None)  # the operator's path (ops orders resolve)
+    webhook = json.loads(client.post("/webhooks", json_body={"url": "https://93.184.215.14/iam",
+                                                             "events": ["*"]}).body)
+    assert client.post(f"/webhooks/{webhook['id']}/test").status_code == 202  # a delivery and its message
+    assert client.request("DELETE", f"/webhooks/{webhook['id']}").status_code == 204
 
     # then the role of either stage allows all of it
     for template in templates.values():
-        policy = one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"]
-        assert made <= set().union(*map(actions, policy["Statement"]))
+        assert made <= set().union(*map(actions, granted(template["Resources"]["ApiHandlerRole"]).values()))
     assert made >= {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-                    "dynamodb:GetItem", "secretsmanager:GetSecretValue"}
+                    "dynamodb:GetItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"}
+
+
+def test_the_workers_role_covers_every_call_the_worker_makes(client: Any, gateway: Any, resources: Any,
+                                                             templates: dict[str, dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.run import WebhookPoller
+    from tests.loopback import webhook_receiver
+
+    # given a delivery waiting in the queue, to a receiver failing once (a retry) then gone (410)
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    monkeypatch.setenv("WEBHOOK_RETRY_SECONDS", "0")
+    made: set[str] = set()
+    with webhook_receiver([500, 410]) as (url, got):
+        webhook = json.loads(client.post("/webhooks", json_body={"url": url, "events": ["*"]}).body)
+        assert client.post(f"/webhooks/{webhook['id']}/test").status_code == 202
+        for service in ("dynamodb", "sqs"):  # from here on, the worker's calls only
+            gateway.boto_client(service).meta.events.register(
+                f"before-parameter-build.{service}", lambda params, model, **_: made.update(iam_actions(model, params)))
+
+        # when the worker (as deployed: app.deliver_webhooks) handles what comes
+        poller = WebhookPoller(resources.new_client("sqs"), os.environ["WEBHOOK_QUEUE_URL"], gateway.deliver_webhooks,
+                               wait_seconds=0)
+        while poller.poll_once():
+            pass
+
+    # then its role allows all of it
+    assert len(got) == 2
+    assert made >= {"dynamodb:GetItem", "dynamodb:ConditionCheckItem", "dynamodb:UpdateItem", "sqs:SendMessage"}
+    for template in templates.values():
+        assert made <= set().union(*map(actions, granted(template["Resources"]["WebhookWorkerRole"]).values()))
 
 
 def test_the_committed_policies_name_only_their_own_stages_resources(
         templates: dict[str, dict[str, Any]]) -> None:
     for stage, template in templates.items():
         committed = statements(json.loads((ROOT / f".chalice/policy-{stage}.json").read_text()))
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert committed.keys() == granted.keys()
+        given = [granted(role) for role in roles(template).values()]  # chalice gives each role the file
+        assert committed.keys() == set().union(*given)
         for sid, statement in committed.items():
-            assert actions(statement) == actions(granted[sid]) and statement["Resource"] != "*"
+            assert all(actions(statement) == actions(role[sid]) for role in given if sid in role)
+            assert statement["Resource"] != "*"
             assert not any("*" in action for action in actions(statement))
         for other in STAGES:  # the ARNs the stack creates for `other`, in some account and region
             arns = created_arns(template, other)
@@ -283,8 +346,8 @@ def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dic
     assert index["Resource"] == f"arn:aws:dynamodb:*:*:table/{table}/index/{UNSETTLED_INDEX}"
     assert items["Action"] == ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     for template in templates.values():
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert granted["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
+        for role in roles(template).values():
+            assert granted(role)["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
 
 
 # -- Lambda settings ---------------------------------------------------------------------
@@ -292,8 +355,9 @@ def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dic
 
 def test_the_function_runs_the_python_the_tests_run_on(templates: dict[str, dict[str, Any]]) -> None:
     for template in templates.values():
-        runtime = one(template, "AWS::Serverless::Function")[1]["Properties"]["Runtime"]
-        assert runtime == f"python{sys.version_info.major}.{sys.version_info.minor}" == "python3.11"
+        for name in FUNCTIONS:
+            runtime = function(template, name)["Properties"]["Runtime"]
+            assert runtime == f"python{sys.version_info.major}.{sys.version_info.minor}" == "python3.11"
 
 
 def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
@@ -303,7 +367,7 @@ def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
     connect = inspect.signature(PanelClient).parameters["connect_timeout"].default
     source = (ROOT / "app.py").read_text()
     for template in templates.values():
-        props = one(template, "AWS::Serverless::Function")[1]["Properties"]
+        props = function(template)["Properties"]
         upstream = float(props["Environment"]["Variables"].get("SMM_TIMEOUT_SECONDS")
                          or re.search(r'env\("SMM_TIMEOUT_SECONDS", "([\d.]+)"\)', source)[1])  # type: ignore[index]
         lease = upstream * 2 + 30  # app.desk(): a claim another request may take over after this
@@ -314,8 +378,9 @@ def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
 def test_memory_leaves_room_over_the_measured_peak(templates: dict[str, dict[str, Any]]) -> None:
     config = json.loads((ROOT / ".chalice/config.json").read_text())
     for stage, template in templates.items():
-        memory = one(template, "AWS::Serverless::Function")[1]["Properties"]["MemorySize"]
-        assert memory == config["stages"][stage]["lambda_memory_size"] >= 2 * MEASURED_PEAK_MB
+        for name in FUNCTIONS:
+            memory = function(template, name)["Properties"]["MemorySize"]
+            assert memory == config["stages"][stage]["lambda_memory_size"] >= 2 * MEASURED_PEAK_MB
 
 
 # -- make deploy ---------------------------------------------------------------------------
@@ -402,6 +467,8 @@ def created_arns(template: dict[str, Any], stage: str) -> dict[str, str]:
             res["GatewaySecret"]["Properties"]["Name"], stage) + "-Ab12Cd",
         "OwnLogGroup": where.format("logs") + "log-group:" + substitute(
             res["ApiHandlerLogGroup"]["Properties"]["LogGroupName"], stage) + ":log-stream:2026/11/27/x",
+        "WebhookQueueSend": where.format("sqs") + substitute(res["WebhookQueue"]["Properties"]["QueueName"], stage),
+        "WebhookQueueConsume": where.format("sqs") + substitute(res["WebhookQueue"]["Properties"]["QueueName"], stage),
     }
 
 
@@ -565,14 +632,14 @@ def test_every_alarm_notifies_the_one_topic_and_email_subscribes_only_when_given
     for template in templates.values():
         (topic, _), = resources(template, "AWS::SNS::Topic").items()
         alarms = resources(template, "AWS::CloudWatch::Alarm")
-        assert len(alarms) == 6
+        assert len(alarms) == 7
         for name, alarm in alarms.items():
             props = alarm["Properties"]
             assert props["AlarmActions"] == props["OKActions"] == [{"Ref": topic}], name
             assert props["TreatMissingData"] == "notBreaching", name
             metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in props.get("Metrics", []) if "MetricStat" in m}
             used = metrics or {props["MetricName"]}
-            if props.get("Namespace") != "AWS/Lambda":  # the function's own Errors metric needs no filter
+            if props.get("Namespace") not in ("AWS/Lambda", "AWS/SQS"):  # AWS's own metrics need no filter
                 assert used <= set(metric_filters(template)), name
         (subscription,) = resources(template, "AWS::SNS::Subscription").values()
         assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
@@ -588,7 +655,7 @@ def test_the_function_takes_its_balance_threshold_from_an_optional_parameter_it_
     from chalicelib.account import threshold
 
     for template in templates.values():
-        variables = one(template, "AWS::Serverless::Function")[1]["Properties"]["Environment"]["Variables"]
+        variables = function(template)["Properties"]["Environment"]["Variables"]
         assert variables["BALANCE_LOW_THRESHOLD"] == {"Ref": "BalanceLowThreshold"}
         parameter = template["Parameters"]["BalanceLowThreshold"]
         assert parameter["Default"] == ""
@@ -605,3 +672,45 @@ def test_the_runbook_has_a_row_for_every_alarm(templates: dict[str, dict[str, An
         for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
             suffix = alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("smm-gateway-${Stage}-")
             assert re.search(rf"^\| `{suffix}` \|", runbook, re.M), suffix
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+def test_the_webhook_queue_is_the_one_the_local_run_creates_and_feeds_the_worker(
+        templates: dict[str, dict[str, Any]]) -> None:
+    from local.aws import MAX_RECEIVES, QUEUE, VISIBILITY_SECONDS, create_queue
+
+    expected = Recorder()
+    expected.create_queue = lambda **params: expected.calls.setdefault("queues", []).append(params) or {  # type: ignore[method-assign]
+        "QueueUrl": params["QueueName"]}
+    expected.get_queue_attributes = lambda **_: {"Attributes": {"QueueArn": "dlq-arn"}}  # type: ignore[method-assign]
+    create_queue(expected)
+    dead, main = expected.calls["queues"]
+    for stage, template in templates.items():
+        res = template["Resources"]
+        queue = res["WebhookQueue"]["Properties"]
+        assert substitute(queue["QueueName"], "dev") == QUEUE == main["QueueName"]
+        assert substitute(res["WebhookDeadLetterQueue"]["Properties"]["QueueName"], "dev") == dead["QueueName"]
+        assert queue["VisibilityTimeout"] == VISIBILITY_SECONDS == int(main["Attributes"]["VisibilityTimeout"])
+        assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]},
+                                          "maxReceiveCount": MAX_RECEIVES}
+        assert json.loads(main["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == MAX_RECEIVES
+        # a message's visibility outlasts the worker's run and its claim on an attempt
+        from chalicelib.webhooks.deliveries import LEASE_SECONDS
+        worker = function(template, "WebhookWorker")["Properties"]
+        assert worker["Timeout"] < LEASE_SECONDS < queue["VisibilityTimeout"]
+        assert worker["Handler"] == "app.deliver_webhooks"
+        (source,) = worker["Events"].values()
+        assert source["Type"] == "SQS" and source["Properties"]["BatchSize"] == 1
+        assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+        assert worker["LoggingConfig"] == {"LogGroup": {"Ref": "ApiHandlerLogGroup"}}
+
+
+def test_the_dead_letter_alarm_watches_the_dead_letter_queue(templates: dict[str, dict[str, Any]]) -> None:
+    for template in templates.values():
+        alarm = template["Resources"]["WebhookDeadLetterAlarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert alarm["Dimensions"] == [{"Name": "QueueName",
+                                        "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}]
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"

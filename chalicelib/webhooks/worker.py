@@ -99,7 +99,7 @@ class Worker:
             self._subscriptions.disable(message.caller, message.webhook_id)
         if outcome.status == d.RETRYING and outcome.next_attempt_at is not None:
             self._queue.send(Message(message.caller, message.webhook_id, delivery.id, message.attempt + 1),
-                             delay=outcome.next_attempt_at - now)
+                             delay=outcome.next_attempt_at - self._clock())
         return outcome.status
 
     def _attempt(self, url: str, secret: str, delivery: Delivery) -> Answer:
