@@ -866,3 +866,32 @@ def test_spectral_finds_nothing_in_either_document(tmp_path):
     found = json.loads(report.read_text(encoding="utf-8"))
     assert found == [], [(f["source"], f["code"], f["path"], f["message"]) for f in found]
     assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_swagger_document_makes_subscribing_a_power_automate_webhook_trigger(swagger):
+    subscribe = swagger["paths"]["/webhooks"]["post"]
+    assert subscribe["x-ms-trigger"] == "single"
+    assert subscribe["x-ms-notification-content"]["schema"] == {"$ref": "#/definitions/WebhookEvent"}
+    assert "WebhookEvent" in swagger["definitions"]
+    (body,) = [p for p in subscribe["parameters"] if p["in"] == "body"]
+    url = swagger["definitions"][body["schema"]["$ref"].split("/")[-1]]["properties"]["url"]
+    assert url["x-ms-notification-url"] is True and url["x-ms-visibility"] == "internal"
+    assert "Location" in subscribe["responses"]["201"]["headers"]  # where Power Automate sends its DELETE
+    unsubscribe = swagger["paths"]["/webhooks/{webhook_id}"]["delete"]
+    assert unsubscribe["x-ms-visibility"] == "internal" and "204" in unsubscribe["responses"]
+
+
+def test_the_delivery_payload_and_its_signature_headers_are_documented(spec):
+    callback = spec["paths"]["/webhooks"]["post"]["callbacks"]["delivery"]["{$request.body#/url}"]["post"]
+    headers = {resolve(spec, p)["name"] for p in callback["parameters"]}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    schema = callback["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/WebhookEvent"}
+
+
+def test_the_event_types_of_webhooks_are_the_gateways(spec):
+    from chalicelib.events import model
+
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["EventType"]["enum"]) == set(model.TYPES)
+    assert set(schemas["EventFilter"]["enum"]) == set(model.TYPES) | set(model.FAMILIES) | {"*"}
