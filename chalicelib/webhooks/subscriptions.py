@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol, Sequence
 
 from chalicelib import errors
@@ -37,7 +37,7 @@ class Webhook:
     description: str
     status: str
     created_at: str
-    secret: str
+    secret: str = field(repr=False)  # never in a repr, so never in a log line or a traceback's locals
 
     def public(self, with_secret: bool = False) -> dict[str, Any]:
         shown = {"id": self.id, "url": self.url, "events": list(self.events), "description": self.description,
