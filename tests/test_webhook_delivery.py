@@ -374,3 +374,15 @@ def test_retry_seconds_read_the_setting_or_default_to_the_contracts_schedule() -
     for bad in ("a,b", "-1", "1,,2"):
         with pytest.raises(ValueError):
             retry_seconds(bad)
+
+
+def test_a_refused_connection_is_a_failed_attempt_whose_error_does_not_repeat_the_url(kit: Kit) -> None:
+    from local.aws import free_port
+
+    webhook = kit.subscribe(f"http://127.0.0.1:{free_port()}/hook?sig=receivers-own-token")
+    event = kit.event()
+    kit.sink.publish([event])
+
+    assert kit.worker.handle(kit.queue.waiting.pop(0)[1]) == d.RETRYING
+    delivery = kit.delivery(webhook, event)
+    assert delivery.error == "connection refused" and delivery.response_status is None

@@ -135,3 +135,8 @@ def test_tls_to_the_pinned_address_still_checks_the_certificate_for_the_urls_nam
         assert post("hooks.example").text == f"hooks.example:{port}"  # SNI and Host carry the name
         with pytest.raises(requests.exceptions.SSLError):
             post("other.example")  # the certificate is for hooks.example only
+
+
+def test_port_zero_is_refused() -> None:
+    with pytest.raises(errors.InvalidWebhookUrl, match="port"):
+        DEPLOYED.check("https://hooks.example:0/")

@@ -80,6 +80,15 @@ def _ms(started: float) -> float:
 
 
 def _short(exc: Any) -> str:
-    name = type(exc).__name__
+    """What went wrong, without the URL: requests' messages repeat it, and a URL may carry a
+    token of the receiver's (Power Automate's `sig=`), which has no place in a log line."""
     text = str(exc)
-    return f"{name}: {text[:200]}" if text else name
+    if isinstance(exc, requests.exceptions.SSLError):
+        return "TLS failed (certificate or handshake)"
+    if isinstance(exc, requests.ConnectionError):
+        if "refused" in text.lower():
+            return "connection refused"
+        if "reset" in text.lower() or "aborted" in text.lower():
+            return "connection reset"
+        return "connection failed"
+    return type(exc).__name__

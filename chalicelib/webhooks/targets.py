@@ -78,9 +78,12 @@ class Targets:
         if "@" in parts.netloc:
             raise _refused("url must not carry a user name or password.")
         try:
-            port = parts.port or (443 if parts.scheme.lower() == "https" else 80)
+            given = parts.port
         except ValueError:
-            raise _refused("url has a port that is not a number from 1 to 65535.") from None
+            given = 0
+        if given == 0:
+            raise _refused("url has a port that is not a number from 1 to 65535.")
+        port = given or (443 if parts.scheme.lower() == "https" else 80)
         host = (parts.hostname or "").rstrip(".")
         if not host:
             raise _refused("url has no host.")
