@@ -90,7 +90,7 @@ EXPECTED_STATUSES = {
     ("post", "/webhooks/{webhook_id}/test"): {"202", "400", "401", "404", "415", "503"},
     ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "400", "401", "404", "503"},
     ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {"202", "400", "401", "404", "409", "415",
-                                                                              "503"},
+                                                                              "422", "503"},
 }
 
 # docs/architecture.md, "Error codes".
@@ -116,6 +116,7 @@ CODES_BY_STATUS = {
         "spending_limit_exceeded",
         "invalid_webhook_url",
         "webhook_limit_reached",
+        "delivery_attempts_exhausted",
     },
     "431": {"headers_too_large"},
     "500": {"internal_error"},

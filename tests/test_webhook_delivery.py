@@ -386,3 +386,18 @@ def test_a_refused_connection_is_a_failed_attempt_whose_error_does_not_repeat_th
     assert kit.worker.handle(kit.queue.waiting.pop(0)[1]) == d.RETRYING
     delivery = kit.delivery(webhook, event)
     assert delivery.error == "connection refused" and delivery.response_status is None
+
+
+def test_a_delivery_is_redelivered_at_most_up_to_its_hundredth_attempt(kit: Kit) -> None:
+    from chalicelib.webhooks.deliveries import MAX_ATTEMPTS, DeliveryLog
+
+    webhook = kit.subscribe("https://93.184.215.14/hook")
+    event = kit.event()
+    kit.sink.publish([event])
+    delivery = kit.delivery(webhook, event)
+    for attempt in range(1, MAX_ATTEMPTS + 1):  # its log as 100 attempts leave it
+        kit.deliveries.record(delivery, attempt, d.Outcome(d.FAILED, 500, "answered 500", "x" * 256, START, 1.0))
+
+    with pytest.raises(errors.Refused) as refused:
+        DeliveryLog(kit.deliveries, kit.queue).redeliver(webhook, delivery.id, kit.clock())
+    assert refused.value.code == "delivery_attempts_exhausted" and refused.value.status == 422

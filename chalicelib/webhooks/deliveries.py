@@ -39,6 +39,7 @@ from chalicelib.webhooks.subscriptions import ENABLED, Webhook
 PENDING, DELIVERED, RETRYING, FAILED = "pending", "delivered", "retrying", "failed"
 OPEN = (PENDING, RETRYING)
 LEASE_SECONDS = 60.0  # an attempt (10 s) and its writes, with room; SQS's visibility timeout is longer
+MAX_ATTEMPTS = 100  # per delivery, redeliveries included: its log stays far under DynamoDB's 400 KB an item
 _ID = re.compile(r"dlv_[0-9A-HJKMNP-TV-Z]{26}")
 
 
@@ -231,6 +232,9 @@ class DeliveryLog:
         found = self._store.get(webhook.caller, webhook.id, delivery_id) if _ID.fullmatch(delivery_id) else None
         if found is None:
             raise errors.WebhookNotFound(f"No delivery {delivery_id[:40]!r} for this webhook.")
+        if found.attempts >= MAX_ATTEMPTS:
+            raise errors.Refused(f"This delivery was attempted {found.attempts} times, the most a delivery is; "
+                                 "send a new test event instead.", code="delivery_attempts_exhausted")
         attempt = self._store.reopen(found, now)
         self._queue.send(Message(webhook.caller, webhook.id, found.id, attempt))
         return found
