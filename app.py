@@ -485,7 +485,11 @@ def deliver_webhooks(event: Any) -> None:
     from chalicelib.webhooks.queue import Message
 
     for record in event:
-        webhook_worker().handle(Message.read(record.body))
+        try:
+            webhook_worker().handle(Message.read(record.body))
+        except Exception:  # the message comes back (its dead-letter queue after 5 tries): say why, once
+            logs.crash(route="webhook worker", message_id=record.to_dict().get("messageId"))
+            raise
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------

@@ -375,9 +375,7 @@ class WebhookPoller:
                       "eventSource": "aws:sqs"}
             try:
                 self._handler({"Records": [record]}, None)
-            except Exception:
-                logging.getLogger("chalicelib.webhooks").error(
-                    "webhook message failed; it comes back after the visibility timeout", exc_info=True)
+            except Exception:  # the handler logged it; like Lambda, leave the message to come back
                 continue
             self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
         return len(messages)

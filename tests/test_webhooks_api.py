@@ -227,3 +227,17 @@ def test_the_secret_never_reaches_a_log_line(client: Any, gateway: Any, resource
     assert webhook["secret"] not in log_lines.text
     assert webhook["secret"].removeprefix("whsec_") not in log_lines.text
     assert any(line.get("message") == "webhook attempt" for line in log_lines)
+
+
+def test_a_message_the_worker_cannot_handle_is_logged_once_and_left_to_come_back(
+        gateway: Any, resources: EmbeddedAws, log_lines: Any) -> None:
+    sqs = resources.client("sqs")
+    url = os.environ["WEBHOOK_QUEUE_URL"]
+    sqs.send_message(QueueUrl=url, MessageBody="not a delivery message")
+
+    assert drain(resources, gateway) == 1
+
+    (crash,) = [line for line in log_lines if line["logger"] == "chalicelib.crash"]
+    assert crash["route"] == "webhook worker" and crash["message_id"] and "Traceback" in crash["exception"]
+    attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
+    assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # not deleted
