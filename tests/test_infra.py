@@ -714,3 +714,12 @@ def test_the_dead_letter_alarm_watches_the_dead_letter_queue(templates: dict[str
         assert alarm["Dimensions"] == [{"Name": "QueueName",
                                         "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}]
         assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_no_deployed_function_allows_private_webhook_targets(templates: dict[str, dict[str, Any]]) -> None:
+    config = json.loads((ROOT / ".chalice/config.json").read_text())
+    for stage, template in templates.items():
+        assert "WEBHOOK_ALLOW_PRIVATE_TARGETS" not in config["stages"][stage]["environment_variables"]
+        for name in FUNCTIONS:
+            variables = function(template, name)["Properties"]["Environment"]["Variables"]
+            assert "WEBHOOK_ALLOW_PRIVATE_TARGETS" not in variables  # app.py's default: false
