@@ -401,3 +401,24 @@ def test_a_delivery_is_redelivered_at_most_up_to_its_hundredth_attempt(kit: Kit)
     with pytest.raises(errors.Refused) as refused:
         DeliveryLog(kit.deliveries, kit.queue).redeliver(webhook, delivery.id, kit.clock())
     assert refused.value.code == "delivery_attempts_exhausted" and refused.value.status == 422
+
+
+def test_a_claim_lost_to_a_conflicting_write_is_tried_again_not_dropped(kit: Kit) -> None:
+    class ConflictsOnce(DynamoDeliveries):
+        conflicted = False
+
+        def claim(self, delivery: d.Delivery, attempt: int, now: float) -> str:
+            if not self.conflicted:  # DynamoDB's TransactionConflict: no claim was taken by anyone
+                self.conflicted = True
+                return d.TAKEN
+            return super().claim(delivery, attempt, now)
+
+    kit.worker._deliveries = ConflictsOnce(kit.deliveries._db.client, TABLE)  # type: ignore[attr-defined]
+    with webhook_receiver() as (url, got):
+        webhook = kit.subscribe(url)
+        event = kit.event()
+        kit.sink.publish([event])
+        outcomes = kit.run()
+
+    assert outcomes == ["busy", d.DELIVERED] and len(got) == 1
+    assert kit.delivery(webhook, event).attempts == 1

@@ -81,12 +81,13 @@ class Worker:
             return "stopped"
         if claim == d.TAKEN:
             current = self._deliveries.get(message.caller, message.webhook_id, message.delivery_id)
-            if current is not None and current.attempts < message.attempt and current.inflight_until:
-                # Another copy holds the attempt: this copy comes back when that claim's lease
-                # ends, so an attempt whose worker died is still made (never dropped).
-                self._queue.send(message, delay=max(1.0, current.inflight_until - now + 1))
-                return "busy"
-            return "done"
+            if current is None or current.status not in d.OPEN or current.attempts != message.attempt - 1:
+                return "done"  # made (or closed) meanwhile
+            # Another copy holds the attempt, or a write conflicted: this copy comes back when
+            # that claim's lease ends (or in a second), so an attempt whose worker died, or
+            # that lost a race nobody won, is still made: never dropped.
+            self._queue.send(message, delay=max(1.0, (current.inflight_until or now) - now + 1))
+            return "busy"
         answer = self._attempt(webhook.url, webhook.secret, delivery)
         outcome = self._outcome(delivery, message.attempt, answer, now)
         if not self._deliveries.record(delivery, message.attempt, outcome):
