@@ -422,3 +422,23 @@ def test_a_claim_lost_to_a_conflicting_write_is_tried_again_not_dropped(kit: Kit
 
     assert outcomes == ["busy", d.DELIVERED] and len(got) == 1
     assert kit.delivery(webhook, event).attempts == 1
+
+
+def test_a_worker_dying_between_the_record_and_queueing_the_retry_leaves_the_retry_to_the_messages_return(
+        kit: Kit) -> None:
+    with webhook_receiver([500]) as (url, got):
+        webhook = kit.subscribe(url)
+        event = kit.event()
+        kit.sink.publish([event])
+        (_, message), = kit.queue.waiting
+        kit.queue.waiting.clear()
+        kit.queue.fail_next = 1  # the retry's message is not taken: the worker's run fails there
+        with pytest.raises(errors.QueueUnavailable):
+            kit.worker.handle(message)
+        assert kit.delivery(webhook, event).status == d.RETRYING and kit.queue.waiting == []
+
+        kit.queue.waiting.append((kit.clock() + VISIBILITY_SECONDS, message))  # SQS shows it again
+        outcomes = kit.run()
+
+    assert outcomes == ["done", d.DELIVERED] and len(got) == 2
+    assert kit.delivery(webhook, event).attempts == 2

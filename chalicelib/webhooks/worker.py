@@ -65,7 +65,12 @@ class Worker:
 
         Raises only when the table or the queue fails: the message then comes back (SQS)."""
         delivery = self._deliveries.get(message.caller, message.webhook_id, message.delivery_id)
-        if delivery is None or delivery.status not in d.OPEN or delivery.attempts >= message.attempt:
+        if delivery is not None and delivery.attempts == message.attempt:
+            # Made and recorded: again what follows it, which a worker dying right after
+            # the record would have left undone (a second message for the next attempt is harmless).
+            self._follow_up(message, delivery.status, delivery.response_status, delivery.next_attempt_at)
+            return "done"
+        if delivery is None or delivery.status not in d.OPEN or delivery.attempts > message.attempt:
             return "done"
         now = self._clock()
         if delivery.next_attempt_at is not None and delivery.next_attempt_at > now + 1:
@@ -96,12 +101,17 @@ class Worker:
                    caller=message.caller, webhook_id=message.webhook_id, delivery_id=delivery.id,
                    event_id=delivery.event_id, attempt=message.attempt, status=outcome.status,
                    response_status=answer.status, error=answer.error, duration_ms=answer.duration_ms)
-        if answer.status == 410:
-            self._subscriptions.disable(message.caller, message.webhook_id)
-        if outcome.status == d.RETRYING and outcome.next_attempt_at is not None:
-            self._queue.send(Message(message.caller, message.webhook_id, delivery.id, message.attempt + 1),
-                             delay=outcome.next_attempt_at - self._clock())
+        self._follow_up(message, outcome.status, answer.status, outcome.next_attempt_at)
         return outcome.status
+
+    def _follow_up(self, message: Message, status: str, response_status: int | None,
+                   next_attempt_at: float | None) -> None:
+        """After attempt `message.attempt` is recorded: 410 disables the subscription; a retry is queued."""
+        if response_status == 410:
+            self._subscriptions.disable(message.caller, message.webhook_id)
+        if status == d.RETRYING and next_attempt_at is not None:
+            self._queue.send(Message(message.caller, message.webhook_id, message.delivery_id, message.attempt + 1),
+                             delay=next_attempt_at - self._clock())
 
     def _attempt(self, url: str, secret: str, delivery: Delivery) -> Answer:
         try:
