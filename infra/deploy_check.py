@@ -138,8 +138,12 @@ def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
     check(conf["Handler"] == "app.app" and conf["Runtime"] == "python3.11", f"handler/runtime {conf}")
     check(conf["MemorySize"] == config["lambda_memory_size"], f"memory {conf['MemorySize']}")
     check(conf["Timeout"] == config["lambda_timeout"], f"timeout {conf['Timeout']}")
+    queue = created["WebhookQueue"]  # an SQS queue's physical id is its URL
+    queue_arn = aws.client("sqs").get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
     expected_env = {**config["environment_variables"], "GATEWAY_TABLE": table["TableName"],
-                    "GATEWAY_SECRET_ID": secret["ARN"], "BALANCE_LOW_THRESHOLD": ""}  # the parameter's default
+                    "GATEWAY_SECRET_ID": secret["ARN"], "BALANCE_LOW_THRESHOLD": "",  # the parameter's default
+                    "WEBHOOK_QUEUE_URL": queue}
     check(conf["Environment"]["Variables"] == expected_env, f"environment {conf['Environment']}")
     reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
     check(reserved == config.get("reserved_concurrency"), f"reserved concurrency {reserved}")
@@ -158,7 +162,7 @@ def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
     check(group["logGroupName"] == f"/aws/lambda/smm-gateway-{stage}", f"log group {group}")
     # A log group's GetAtt Arn is "<group ARN>:*" on AWS (its streams), the bare group ARN in moto
     arns = {"GatewayTableItems": {table["TableArn"]}, "GatewaySecretRead": {secret["ARN"]},
-            "OwnLogGroup": {group["arn"], group["logGroupArn"]}}
+            "OwnLogGroup": {group["arn"], group["logGroupArn"]}, "WebhookQueueSend": {queue_arn}}
     declared_actions = {s["Sid"]: s["Action"] for s in
                         wanted["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
     granted = {s["Sid"]: s for s in document["Statement"]}
