@@ -29,7 +29,8 @@ bucket=${DEPLOY_BUCKET:-smm-gateway-artifacts-$account-$region}
 
 # A reservation must leave 10 unreserved executions in the account; new accounts
 # start with a quota of 10, where any reservation fails half-way through the stack.
-reserved=$(sed -n 's/.*"ReservedConcurrentExecutions": *\([0-9]*\).*/\1/p' "$template" | head -n 1)
+# Every function's reservation counts (the API's and the webhook worker's).
+reserved=$(sed -n 's/.*"ReservedConcurrentExecutions": *\([0-9]*\).*/\1/p' "$template" | awk '{s += $1} END {if (NR) print s}')
 if [[ -n "$reserved" ]]; then
   quota=$(aws lambda get-account-settings --query AccountLimit.ConcurrentExecutions --output text)
   if (( quota < reserved + 10 )); then

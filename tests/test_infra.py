@@ -723,3 +723,17 @@ def test_no_deployed_function_allows_private_webhook_targets(templates: dict[str
         for name in FUNCTIONS:
             variables = function(template, name)["Properties"]["Environment"]["Variables"]
             assert "WEBHOOK_ALLOW_PRIVATE_TARGETS" not in variables  # app.py's default: false
+
+
+def test_deploy_counts_the_reservations_of_every_function_against_the_quota(
+        built: dict[str, Path], tmp_path: Path) -> None:
+    # prod reserves 10 for the API and 10 for the webhook worker: 20, plus the 10 AWS keeps unreserved
+    reserved = json.loads(built["prod"].read_text())
+    assert sum(r["Properties"].get("ReservedConcurrentExecutions", 0)
+               for r in resources(reserved, "AWS::Serverless::Function").values()) == 20
+
+    short = run_deploy("prod", built["prod"].parent, tmp_path / "short", quota=29)
+    enough = run_deploy("prod", built["prod"].parent, tmp_path / "enough", quota=30)
+
+    assert short.returncode == 1 and "reserves 20" in short.stderr
+    assert enough.returncode == 0, enough.stderr
