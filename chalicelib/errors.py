@@ -62,6 +62,18 @@ class Unauthorized(GatewayError):
     code = "unauthorized"
 
 
+class Forbidden(GatewayError):
+    """The caller key is valid but lacks the scope the route needs (`details.required_scope`)."""
+
+    status = 403
+    code = "forbidden"
+
+    def body(self) -> dict[str, Any]:
+        # Unlike other errors' details (kept for logs and tests), the scope is part of
+        # the answer: it tells the operator which scope to grant.
+        return {**super().body(), "details": dict(self.details)}
+
+
 class NotFound(GatewayError):
     """No such order, refill, service or route."""
 

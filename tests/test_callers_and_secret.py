@@ -15,7 +15,7 @@ import requests
 from botocore.awsrequest import AWSResponse
 
 from chalicelib import errors
-from chalicelib.callers import identify, new_key, record_for
+from chalicelib.callers import Caller, identify, new_key, record_for
 from chalicelib.secret import SecretSource, parse_secret
 from chalicelib.upstream import PanelClient
 from local.aws import SECRET_ID, EmbeddedAws, write_secret
@@ -102,7 +102,7 @@ def test_a_caller_key_is_stored_only_as_a_salted_hash() -> None:
     assert key not in json.dumps(first) and key[4:] not in json.dumps(first)
     # salted: the same key gives unrelated records
     assert first["salt"] != second["salt"] and first["hash"] != second["hash"]
-    assert identify(key, [first]) == identify(key, [second]) == "alice"
+    assert identify(key, [first]) == identify(key, [second]) == Caller("alice")
 
 
 def test_new_keys_are_long_random_and_prefixed() -> None:
@@ -115,7 +115,7 @@ def test_the_stored_secret_never_holds_a_caller_key(secretsmanager: Any, secret_
     text = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
     assert CALLER_KEY not in text and OTHER_KEY not in text
     callers = parse_secret(text).callers
-    assert identify(CALLER_KEY, callers) == "alice" and identify(OTHER_KEY, callers) == "bob"
+    assert identify(CALLER_KEY, callers) == Caller("alice") and identify(OTHER_KEY, callers) == Caller("bob")
 
 
 @pytest.mark.parametrize("presented", [None, "", " ", "sgw_unknown", CALLER_KEY.upper(), CALLER_KEY[:-1],
@@ -171,17 +171,17 @@ def test_the_secret_is_read_once_per_max_age(source: SecretSource, tap: SecretsM
 def test_a_rotation_is_picked_up_after_the_max_age(source: SecretSource, secretsmanager: Any, secret_id: str,
                                                    clock: ManualClock) -> None:
     # given a secret already read
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
     new = new_key()
     rotate(secretsmanager, secret_id, "http://127.0.0.1:1/api/v2", "pk_rotated", [record_for("alice", new)])
 
     # when less than the max-age has passed, the old value still serves
     clock.now += MAX_AGE - 1
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
 
     # then after it, the new one does
     clock.now += 2
-    assert identify(new, source.get().callers) == "alice"
+    assert identify(new, source.get().callers) == Caller("alice")
     assert identify(CALLER_KEY, source.get().callers) is None
     assert source.panel().key == "pk_rotated"
 
@@ -220,7 +220,7 @@ def test_without_any_value_the_configuration_is_unavailable(source: SecretSource
     assert (raised.value.status, raised.value.code) == (503, "configuration_unavailable")
     # and the next request tries again, since there is nothing to serve meanwhile
     tap.down = False
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
 
 
 def test_a_missing_secret_is_unavailable_configuration(secretsmanager: Any, clock: ManualClock) -> None:

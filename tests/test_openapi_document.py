@@ -54,10 +54,10 @@ PUBLIC_ROUTES = {
 
 # Every status each route can answer. Every route: 400 (unknown or repeated query
 # parameters are refused everywhere). Reads of the panel: 400 (bad ids/query),
-# 401, 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
+# 401, 403 (the key's scope), 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
 # Content-Type of each request); with a body also 413. 402 and 409 only where an
 # order is placed; 422 where the panel or catalogue can refuse.
-_PANEL = {"401", "502", "503", "504"}
+_PANEL = {"401", "403", "502", "503", "504"}
 EXPECTED_STATUSES = {
     ("get", "/health"): {"200", "400"},
     ("get", "/balance"): {"200", "400"} | _PANEL,
@@ -81,6 +81,7 @@ EXPECTED_STATUSES = {
 CODES_BY_STATUS = {
     "400": {"validation_error", "idempotency_key_required"},
     "401": {"unauthorized"},
+    "403": {"forbidden"},
     "402": {"insufficient_funds"},
     "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found"},
     "405": {"method_not_allowed"},
