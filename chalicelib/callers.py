@@ -113,10 +113,17 @@ def caller_of(record: CallerRecord) -> Caller:
     own = record.get("own_orders_only", False)
     if not isinstance(own, bool):
         raise ValueError("own_orders_only must be true or false")
-    caps = {name: checked_cap(record[name], name) if record.get(name) is not None else None  # type: ignore[literal-required]
-            for name in CAPS}
+    caps = {name: _stored_cap(record.get(name), name) for name in CAPS}
     return Caller(record["name"], frozenset(SCOPES) if scopes is None else frozenset(scopes) & frozenset(SCOPES),
                   own, caps["max_order_charge"], caps["daily_spend_limit"])
+
+
+def _stored_cap(value: Any, name: str) -> Decimal | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):  # money is stored as a decimal string, never a float
+        raise ValueError(f"{name} must be a decimal string")
+    return checked_cap(value, name)
 
 
 def identify(presented: str | None, records: list[CallerRecord]) -> Caller | None:

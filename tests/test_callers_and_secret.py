@@ -7,6 +7,7 @@ The secret is read from moto's Secrets Manager; outages are injected with a boto
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import uuid
 from typing import Any, Iterator, Mapping
 
@@ -291,3 +292,33 @@ def test_whitespace_around_the_caller_key_header_is_not_part_of_the_key(client: 
         assert answer.status_code == 200, (repr(sent), answer.body)
     for sent in (f"{CALLER_KEY[:8]} {CALLER_KEY[8:]}", f"{CALLER_KEY}\x0b", f"{CALLER_KEY}, {CALLER_KEY}"):
         assert client.get("/balance", key=sent).status_code == 401, repr(sent)
+
+
+# -- what a key may do ------------------------------------------------------------------------------
+
+
+def test_a_record_keeps_its_scopes_own_orders_only_and_caps() -> None:
+    record = record_for("dash", CALLER_KEY, scopes=["orders:read", "balance:read"], own_orders_only=True,
+                        max_order_charge="5", daily_spend_limit="20.50")
+
+    assert identify(CALLER_KEY, [record]) == Caller("dash", frozenset({"orders:read", "balance:read"}), True,
+                                                    Decimal("5"), Decimal("20.50"))
+
+
+@pytest.mark.parametrize("restriction", [{"scopes": "orders:read"}, {"scopes": [1]}, {"own_orders_only": "yes"},
+                                         {"max_order_charge": "-5"}, {"daily_spend_limit": "lots"},
+                                         {"max_order_charge": 5}])
+def test_a_record_whose_restrictions_cannot_be_read_is_refused_rather_than_served_unrestricted(
+        restriction: dict[str, Any]) -> None:
+    record = {**record_for("dash", CALLER_KEY), **restriction}
+    text = json.dumps({"api_url": "http://127.0.0.1:1/api/v2", "api_key": "k", "callers": [record]})
+
+    assert parse_secret(text).callers == []
+
+
+def test_a_scope_this_version_does_not_know_grants_nothing() -> None:
+    record = record_for("dash", CALLER_KEY, scopes=["orders:read"])
+    record["scopes"].append("payments:write")
+
+    caller = identify(CALLER_KEY, [record])
+    assert caller is not None and caller.scopes == frozenset({"orders:read"})
