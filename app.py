@@ -361,9 +361,8 @@ def get_service(service_id: str) -> Any:
 
 @route("/orders", methods=("POST",), scope="orders:write", status=201)
 def create_order() -> Response:
-    request = current_request()
+    request, key = current_request(), _key.get()
     # Sent twice, it is refused as X-API-Key is: read as one joined value it would be a key of its own.
-    key = _key.get()
     answer = desk().place(key.name, header("Idempotency-Key"), body(form=True),
                           form=http.media_type(request.headers.get("content-type")) == http.FORM,
                           max_order_charge=key.max_order_charge, daily_spend_limit=key.daily_spend_limit)
