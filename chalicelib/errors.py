@@ -189,6 +189,16 @@ class StorageUnavailable(GatewayError):
     code = "storage_unavailable"
 
 
+class PublishFailed(GatewayError):
+    """A publisher (EventBridge, webhooks) did not take some events: the outbox gives them
+    again. `failed` names them (event ids); empty means the whole batch. Never answered
+    to a caller: publishing happens after the change is written."""
+
+    def __init__(self, message: str, failed: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.failed = failed
+
+
 class ConfigurationUnavailable(GatewayError):
     """The secret holding the panel URL/key and caller keys could not be read."""
 
