@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 from chalice.app import handle_extra_types
 
 from chalicelib import errors, http, logs, timing
@@ -156,8 +156,33 @@ def desk() -> Any:
 @functools.cache
 def account() -> Any:
     from chalicelib.account import Account, threshold
+    from chalicelib.events.balance import BalanceLowEvents
 
-    return Account(panel().balance, threshold(os.environ.get("BALANCE_LOW_THRESHOLD")))
+    low = threshold(os.environ.get("BALANCE_LOW_THRESHOLD"))
+    # balance.low goes to every caller of the deployment: the balance is the deployment's
+    watch = BalanceLowEvents(boto_client("dynamodb"), table(), callers=lambda: [
+        c["name"] for c in secret().get().callers], published=outbox().dispatch)
+    return Account(panel().balance, low, watch if low is not None else None)
+
+
+@functools.cache
+def outbox() -> Any:
+    """Where every event goes once written: EventBridge if EVENT_BUS_NAME is set (and webhooks)."""
+    from chalicelib.events.outbox import Outbox
+
+    sinks: list[Any] = []
+    bus = os.environ.get("EVENT_BUS_NAME")
+    if bus:
+        from chalicelib.events.eventbridge import EventBridgeSink
+
+        sinks.append(EventBridgeSink(boto_client("events"), bus))
+    return Outbox(boto_client("dynamodb"), table(), sinks)
+
+
+def publish_pending() -> int:
+    """The outbox's sweep, run by the scheduled function after the status sync: events
+    whose in-line publishing failed or never ran. Returns how many it read."""
+    return int(outbox().sweep())
 
 
 @functools.cache
@@ -414,6 +439,16 @@ def list_refills() -> dict[str, Any]:
 @route("/refills/{refill_id}", scope="orders:read")
 def get_refill(refill_id: str) -> dict[str, Any]:
     return keys_orders().refill_status(http.parse_id(refill_id, "refill_id"))
+
+
+# -- the schedule -----------------------------------------------------------------------
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sync_statuses(event: Any) -> None:
+    """Every minute deployed (local/run.py: every STATUS_SYNC_SECONDS). Placeholder for
+    the status sync (issue 10, EV), which goes first; then the outbox's sweep."""
+    publish_pending()
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------
