@@ -159,10 +159,12 @@ def account() -> Any:
     from chalicelib.events.balance import BalanceLowEvents
 
     low = threshold(os.environ.get("BALANCE_LOW_THRESHOLD"))
+    if low is None:
+        return Account(panel().balance, None)
     # balance.low goes to every caller of the deployment: the balance is the deployment's
     watch = BalanceLowEvents(boto_client("dynamodb"), table(), callers=lambda: [
         c["name"] for c in secret().get().callers], published=outbox().dispatch)
-    return Account(panel().balance, low, watch if low is not None else None)
+    return Account(panel().balance, low, watch)
 
 
 @functools.cache

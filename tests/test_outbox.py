@@ -266,3 +266,15 @@ def test_without_sinks_the_outbox_simply_empties(dynamodb: Any) -> None:
     outbox(dynamodb).sweep()
 
     assert pending(dynamodb) == []
+
+
+def test_a_sink_failing_on_old_events_is_an_error_line_and_on_new_ones_a_warning(dynamodb: Any,
+                                                                                log_lines: Any) -> None:
+    (event,) = written(dynamodb, 1)
+    sink = Recorder("eventbridge", failures=2)
+
+    outbox(dynamodb, sink, clock=lambda: made_at(event) + 60).sweep()  # a blip: the next sweep repairs it
+    outbox(dynamodb, sink, clock=lambda: made_at(event) + 3600).sweep()  # an hour late: someone must look
+
+    assert [(line["message"], line["level"], line["sink"]) for line in log_lines] == [
+        ("publish failed", "warning", "eventbridge"), ("publish failed", "error", "eventbridge")]

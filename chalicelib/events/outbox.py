@@ -47,10 +47,13 @@ class Outbox:
 
     `settle_seconds`: the sweep leaves younger events to their writer's dispatch, so the
     two rarely publish the same event twice. `page`, `max_events`: one sweep reads at most
-    `max_events` events, `page` per Query, oldest first, so its work is bounded."""
+    `max_events` events, `page` per Query, oldest first, so its work is bounded.
+    `stale_seconds`: a sink failing on events older than this is logged as an error (the
+    `error-lines` alarm), younger ones as a warning (a blip the next sweep repairs)."""
 
     def __init__(self, client: Any, table: str, sinks: Sequence[Sink], *, settle_seconds: float = 30.0,
-                 page: int = 100, max_events: int = 500, clock: Callable[[], float] = time.time) -> None:
+                 page: int = 100, max_events: int = 500, stale_seconds: float = 900.0,
+                 clock: Callable[[], float] = time.time) -> None:
         self._db = Table(client, table)
         self._table = table
         self._sinks = list(sinks)
@@ -58,6 +61,7 @@ class Outbox:
         self._settle = settle_seconds
         self._page = page
         self._max = max_events
+        self._stale = stale_seconds
         self._clock = clock
 
     def dispatch(self, events: Sequence[Event]) -> None:
@@ -111,8 +115,11 @@ class Outbox:
             return [event.id for event in events]
         except Exception as exc:  # a sink down must not keep the others from publishing
             failed = exc.failed if isinstance(exc, errors.PublishFailed) and exc.failed else None
-            logs.event(log, "publish failed", logging.WARNING, sink=sink.name, error=type(exc).__name__,
-                       events=len(events), failed=len(failed) if failed is not None else len(events))
+            oldest = min(event.id for event in events)
+            stale = oldest < model.first_id_at(self._clock() - self._stale)
+            logs.event(log, "publish failed", logging.ERROR if stale else logging.WARNING, sink=sink.name,
+                       error=type(exc).__name__, events=len(events),
+                       failed=len(failed) if failed is not None else len(events), oldest=oldest)
             return [event.id for event in events if failed is not None and event.id not in failed]
 
     def _record(self, event: Event, took: set[str], *, done: bool) -> None:
