@@ -68,7 +68,7 @@ def main() -> int:
         os.environ["WEBHOOK_QUEUE_URL"] = queue_url
         write_secret(aws.client("secretsmanager"), api_url, api_key, [record_for("local", caller_key)])
         print(banner(port, caller_key, api_url if sandbox is None else f"sandbox panel at {api_url}",
-                     aws.endpoint),
+                     aws.endpoint, os.environ.get("SECRET_MAX_AGE_SECONDS") or "60"),
               flush=True)
         webhooks = start_webhook_worker(aws.client("sqs"), queue_url, stopped)
         return serve(port)
@@ -425,7 +425,7 @@ def quiet_embedded_services() -> None:
         lambda record: not record.getMessage().startswith("Connection pool is full"))
 
 
-def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str) -> str:
+def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str, secret_max_age: str = "60") -> str:
     base = f"http://127.0.0.1:{port}"
     ops_env = (f"AWS_ENDPOINT_URL={aws_endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
                "AWS_DEFAULT_REGION=us-east-1")
@@ -435,10 +435,12 @@ def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str) -> str:
         f"  upstream:   {upstream}",
         f"  AWS:        embedded (moto) at {aws_endpoint}: DynamoDB, Secrets Manager and SQS, in memory",
         "  webhooks:   delivered by a worker thread in this process; http and loopback targets allowed",
-        f"  caller key: {caller_key}",
+        f"  caller key: {caller_key} (every scope, no restriction)",
         "",
         f'  curl -H "X-API-Key: {caller_key}" {base}/balance',
         f"  {ops_env} .venv/bin/python -m ops callers list",
+        f"  {ops_env} .venv/bin/python -m ops --json callers create dashboard --scopes orders:read --own-orders-only",
+        f"  (key changes reach this run within SECRET_MAX_AGE_SECONDS={secret_max_age} s)",
         "",
         "Ctrl-C stops everything.",
     ])

@@ -61,10 +61,10 @@ PUBLIC_ROUTES = {
 
 # Every status each route can answer. Every route: 400 (unknown or repeated query
 # parameters are refused everywhere). Reads of the panel: 400 (bad ids/query),
-# 401, 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
+# 401, 403 (the key's scope), 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
 # Content-Type of each request); with a body also 413. 402 and 409 only where an
 # order is placed; 422 where the panel or catalogue can refuse.
-_PANEL = {"401", "502", "503", "504"}
+_PANEL = {"401", "403", "502", "503", "504"}
 EXPECTED_STATUSES = {
     ("get", "/health"): {"200", "400"},
     ("get", "/balance"): {"200", "400"} | _PANEL,
@@ -83,13 +83,13 @@ EXPECTED_STATUSES = {
     ("get", "/openapi.yaml"): {"200", "400"},
     ("get", "/swagger.json"): {"200", "400"},
     # Webhooks touch only DynamoDB and SQS: 503 when they fail, never 502/504.
-    ("post", "/webhooks"): {"201", "400", "401", "413", "415", "422", "503"},
-    ("get", "/webhooks"): {"200", "400", "401", "503"},
-    ("get", "/webhooks/{webhook_id}"): {"200", "400", "401", "404", "503"},
-    ("delete", "/webhooks/{webhook_id}"): {"204", "400", "401", "404", "503"},
-    ("post", "/webhooks/{webhook_id}/test"): {"202", "400", "401", "404", "415", "503"},
-    ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "400", "401", "404", "503"},
-    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {"202", "400", "401", "404", "409", "415",
+    ("post", "/webhooks"): {"201", "400", "401", "403", "413", "415", "422", "503"},
+    ("get", "/webhooks"): {"200", "400", "401", "403", "503"},
+    ("get", "/webhooks/{webhook_id}"): {"200", "400", "401", "403", "404", "503"},
+    ("delete", "/webhooks/{webhook_id}"): {"204", "400", "401", "403", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/test"): {"202", "400", "401", "403", "404", "415", "503"},
+    ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "400", "401", "403", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {"202", "400", "401", "403", "404", "409", "415",
                                                                               "422", "503"},
 }
 
@@ -97,6 +97,7 @@ EXPECTED_STATUSES = {
 CODES_BY_STATUS = {
     "400": {"validation_error", "idempotency_key_required"},
     "401": {"unauthorized"},
+    "403": {"forbidden"},
     "402": {"insufficient_funds"},
     "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found", "webhook_not_found"},
     "405": {"method_not_allowed"},
