@@ -17,18 +17,20 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import cold, package, report
+from bench import cold, package, report, webhooks
 from bench.canned import PANEL_URL
 from bench.harness import ROOT, Harness, workdir
 from bench.stats import ratio
 
-FIGURES = ("cold", "gateway", "fanout", "memory", "package", "sync")
+FIGURES = ("cold", "gateway", "fanout", "memory", "package", "webhooks", "sync")
 SERVICES = 5000
 # POST /orders counts stay small: moto's transactions slow down as its table grows.
 FULL = {"cold_runs": 15, "requests": 1000, "post_requests": 30, "repeats": 5, "ids": 1000,
-        "delay": 0.2, "memory_requests": 10_000, "sync_orders": 1000, "sync_repeats": 10}
+        "delay": 0.2, "memory_requests": 10_000, "webhook_events": 100, "webhook_burst": 200,
+        "sync_orders": 1000, "sync_repeats": 10}
 QUICK = {"cold_runs": 1, "requests": 20, "post_requests": 3, "repeats": 2, "ids": 1000,
-         "delay": 0.05, "memory_requests": 100, "sync_orders": 150, "sync_repeats": 2}
+         "delay": 0.05, "memory_requests": 100, "webhook_events": 5, "webhook_burst": 10,
+         "sync_orders": 150, "sync_repeats": 2}
 
 
 def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
@@ -49,6 +51,9 @@ def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
                 children(harness, Path(scratch), figures, sizes, result, profile_dir)
             finally:
                 harness.close()
+    if "webhooks" in figures:
+        with timed(clock, "webhooks"):
+            result["webhooks"] = webhooks.measure(sizes["webhook_events"], sizes["webhook_burst"])
     if "package" in figures:
         with timed(clock, "package"):
             try:
@@ -93,7 +98,7 @@ def children(harness: Harness, scratch: Path, figures: tuple[str, ...], sizes: d
 
 
 def sync(harness: Harness, sizes: dict[str, Any]) -> dict[str, Any]:
-    """Figure 6 in a child, which runs its own sandbox on a port chosen here (the secret names it)."""
+    """Figure 7 in a child, which runs its own sandbox on a port chosen here (the secret names it)."""
     from local.aws import free_port
     from sandbox import DEFAULT_KEY
 

@@ -1,4 +1,4 @@
-"""Figure 6: the status sync. What one cycle costs for N open orders, and how soon a
+"""Figure 7: the status sync. What one cycle costs for N open orders, and how soon a
 status change on the panel can be read on `GET /events`.
 
 Runs in a child process (`bench.worker sync`) that imports the app as Lambda does and

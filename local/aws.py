@@ -17,6 +17,9 @@ from typing import Any, Mapping
 
 TABLE = "smm-gateway-dev"
 SECRET_ID = "smm-gateway/dev"
+QUEUE = "smm-gateway-dev-webhooks"
+VISIBILITY_SECONDS = 120  # over the worker's lease on an attempt (chalicelib/webhooks/deliveries.py)
+MAX_RECEIVES = 5
 REGION = "us-east-1"
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _lock = threading.RLock()
@@ -125,6 +128,17 @@ def create_table(dynamodb: Any, table: str = TABLE) -> None:
     )
     dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
         "Enabled": True, "AttributeName": "expires_at"})
+
+
+def create_queue(sqs: Any, name: str = QUEUE) -> str:
+    """The webhook delivery queue as infra/resources.json creates it (a dead-letter queue
+    taking what the worker failed MAX_RECEIVES times); returns the queue's URL."""
+    dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return str(sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(VISIBILITY_SECONDS),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": MAX_RECEIVES}),
+    })["QueueUrl"])
 
 
 def write_secret(secretsmanager: Any, api_url: str, api_key: str, callers: list[Mapping[str, str]],

@@ -118,6 +118,11 @@ def is_event_id(text: str) -> bool:
     return len(text) == 30 and text.startswith("evt_") and all(c in _CROCKFORD for c in text[4:])
 
 
+def first_id_at(at: float) -> str:
+    """The smallest id of the millisecond `at`: every id made before it sorts under it."""
+    return "evt_" + _base32(int(at * 1000) << 80, 26)
+
+
 def _base32(number: int, width: int) -> str:
     digits = []
     for _ in range(width):
