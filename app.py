@@ -155,6 +155,17 @@ def store() -> Any:
 
 
 @functools.cache
+def placing_store() -> Any:
+    """The desk's store: its events (order.created, order.outcome_unknown, a status the
+    ledger read learned) are written with their change and published by the outbox's
+    sweep, not in-line, so `POST /orders` costs two DynamoDB requests and waits on
+    nothing else (webhooks and the bus get them within a schedule interval)."""
+    from chalicelib.orders.store import DynamoStore
+
+    return DynamoStore(boto_client("dynamodb"), table())
+
+
+@functools.cache
 def desk() -> Any:
     from decimal import Decimal
 
@@ -170,7 +181,7 @@ def desk() -> Any:
         max_order_charge=amount("MAX_ORDER_CHARGE"),
         daily_spend_limit=amount("DAILY_SPEND_LIMIT"),
     )
-    return OrderDesk(panel(), catalogue(), store(), schemas(), policy, currency=currency())
+    return OrderDesk(panel(), catalogue(), placing_store(), schemas(), policy, currency=currency())
 
 
 @functools.cache
