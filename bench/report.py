@@ -89,7 +89,7 @@ def table(result: dict[str, Any]) -> str:
         calls = -(-n // 100)
         for name, label in (("unchanged", "none changed"), ("changed", f"{sync['changed_orders']} changed")):
             row = sync[name]
-            add(f"| 7 | status sync, {n} open orders, {label}: panel calls / DynamoDB requests (writes), wall "
+            add(f"| 7 | status sync, {n} open orders, {label}: panel calls / DynamoDB requests (status transactions), wall "
                 f"| {row['panel_calls']} / {row['dynamodb']} ({row['writes']}), {row['ms']} ms "
                 f"| {calls} `status` calls | – | ≤ {calls} calls; writes = changes "
                 f"| {_mark(row['panel_calls'] <= calls and row['writes'] == row['changed'])} |")
