@@ -385,7 +385,8 @@ def openapi_yaml() -> Response:
 
     request = current_request()
     text = spec_docs.openapi_yaml(spec_docs.base_url(request.headers, request.context))
-    return Response(body=text, headers={"Content-Type": "application/yaml; charset=utf-8"})
+    media = spec_docs.yaml_media_type(request.headers.get("accept"))
+    return Response(body=text, headers={"Content-Type": f"{media}; charset=utf-8"})
 
 
 @route("/swagger.json", public=True)
