@@ -164,7 +164,8 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     spent = timing.start_request()
     started = time.perf_counter()
     try:
-        response = http.framework_error(get_response(event), request_id)
+        response = http.framework_error(get_response(event), request_id, content_type=event.headers.get(
+            "content-type"), accepted=body_types(event.context.get("resourcePath"), event.method))
     except Exception:  # outside any view (a view's own are caught in `route`)
         response = crashed()
     response.headers["X-Request-Id"] = request_id
@@ -173,6 +174,12 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
                 upstream_ms=round(sum(spent) * 1000, 2), upstream_calls=len(spent), caller=_caller.get())
     return response
+
+
+def body_types(path: str | None, method: str) -> tuple[str, ...]:
+    """The Content-Types the route at `path` takes for `method` (what a 415 lists)."""
+    entry = app.routes.get(path or "", {}).get(method)
+    return tuple(entry.content_types) if entry is not None else ()
 
 
 def error_code(response: Response) -> str | None:
@@ -264,8 +271,8 @@ def checked_query(request: Any) -> dict[str, str]:
     raw = request.query_params  # a Chalice MultiDict, or None without a query string
     repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if raw else []
     if repeated:
-        raise errors.ValidationError(f"Query parameter {repeated[0]!r} is given more than once.",
-                                     details={"field": repeated[0]})
+        raise errors.ValidationError(f"{repeated[0]}: the query parameter is given more than once; send it "
+                                     "once.", details={"field": repeated[0]})
     return schemas().query(request.method, request.context["resourcePath"], raw)
 
 
@@ -308,15 +315,14 @@ def list_services() -> Response:
 
 @route("/services/{service_id}")
 def get_service(service_id: str) -> Any:
-    return catalogue().get(http.parse_id(service_id, "service_id"))
+    return catalogue().get(http.parse_id(service_id))  # the spec's name for it: `id`
 
 
 @route("/orders", methods=("POST",), status=201)
 def create_order() -> Response:
-    request = current_request()
+    sent = body(form=True)
     # Sent twice, it is refused as X-API-Key is: read as one joined value it would be a key of its own.
-    answer = desk().place(_caller.get(), header("Idempotency-Key"), body(form=True),
-                          form=http.media_type(request.headers.get("content-type")) == http.FORM)
+    answer = desk().place(_caller.get(), header("Idempotency-Key"), sent, form=isinstance(sent, http.FormFields))
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
 
@@ -332,17 +338,17 @@ def list_orders() -> dict[str, Any]:
 
 @route("/orders/{order_id}")
 def get_order(order_id: str) -> dict[str, Any]:
-    return orders().status(http.parse_id(order_id, "order_id"))
+    return orders().status(http.parse_id(order_id))
 
 
 @route("/orders/{order_id}/refill", methods=("POST",), status=201)
 def refill_order(order_id: str) -> dict[str, Any]:
-    return orders().refill(http.parse_id(order_id, "order_id"))
+    return orders().refill(http.parse_id(order_id))
 
 
 @route("/orders/{order_id}/cancel", methods=("POST",))
 def cancel_order(order_id: str) -> dict[str, Any]:
-    return orders().cancel(http.parse_id(order_id, "order_id"))
+    return orders().cancel(http.parse_id(order_id))
 
 
 @route("/orders/cancel", methods=("POST",), content_types=["application/json"])
@@ -364,7 +370,7 @@ def list_refills() -> dict[str, Any]:
 
 @route("/refills/{refill_id}")
 def get_refill(refill_id: str) -> dict[str, Any]:
-    return orders().refill_status(http.parse_id(refill_id, "refill_id"))
+    return orders().refill_status(http.parse_id(refill_id))
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------

@@ -152,7 +152,7 @@ class OrderDesk:
     def resolve(self, caller: str, key: str, order_id: int | None) -> None:
         """Operator: record the real order id of an unknown outcome, or release the key."""
         if order_id is not None and (isinstance(order_id, bool) or not 0 < order_id <= MAX_ID):
-            raise errors.ValidationError(f"order_id must be a positive integer, not {order_id!r}.",
+            raise errors.ValidationError(f"order_id must be a positive integer, not {order_id}.",
                                          details={"field": "order_id"})
         key_hash = _sha256(self._key(key))
         answer = None
