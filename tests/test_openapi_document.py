@@ -7,6 +7,7 @@ and serve the gateway as the source of the JSON Schemas it validates requests wi
 
 from __future__ import annotations
 
+import ast
 import datetime as dt
 import json
 import re
@@ -791,6 +792,46 @@ def test_the_example_validates_against_its_schema(spec, where):
     (schema, example), = [(s, e) for w, s, e in collect_examples(spec) if w == where]
     errors = sorted(validator_for(spec, schema).iter_errors(example), key=str)
     assert errors == [], [error.message for error in errors]
+
+
+ROOT = SPEC_PATH.parent
+# A message may carry the field it is about, `quantity: ...` (chalicelib/schemas.py), or
+# speak of the whole body.
+_MESSAGE_PREFIXES = ("", r"[A-Za-z_][\w.\[\]-]*: ", "The body ")
+
+
+def code_messages() -> list[re.Pattern[str]]:
+    """Every text the gateway's code can write, as a pattern: each string literal and
+    f-string of app.py and chalicelib, its `{...}` parts matching any text. Those too
+    short to say anything (`f"{field}: {text}"`) are left out."""
+    found = set()
+    for path in [ROOT / "app.py", *sorted((ROOT / "chalicelib").rglob("*.py"))]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.JoinedStr):
+                parts = [re.escape(part.value) if isinstance(part, ast.Constant) else "(.+)"
+                         for part in node.values]
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                parts = [re.escape(node.value)]
+            else:
+                continue
+            if len(re.sub(r"\(\.\+\)|\\", "", "".join(parts))) >= 8:
+                found.add("".join(parts))
+    return [re.compile(f"(?:{prefix}){pattern}", re.DOTALL) for pattern in found for prefix in _MESSAGE_PREFIXES]
+
+
+def documented_messages(spec: dict[str, Any]) -> dict[str, str]:
+    """Every error message the document shows in an example: message → where."""
+    return {node["message"]: pointer for pointer, node in walk(spec)
+            if isinstance(node, dict) and isinstance(node.get("code"), str) and isinstance(node.get("message"), str)}
+
+
+def test_every_documented_error_message_is_one_the_gateway_writes(spec):
+    patterns = code_messages()
+    documented = documented_messages(spec)
+    assert len(documented) > 20
+    unknown = {message: where for message, where in documented.items()
+               if not any(pattern.fullmatch(message) for pattern in patterns)}
+    assert unknown == {}
 
 
 # -- the Swagger 2.0 twin (Power Automate) and the linter ----------------------------------------
