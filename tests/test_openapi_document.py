@@ -762,13 +762,13 @@ def test_the_spec_routes_answer_free_form_documents_in_their_media_types(spec):
         schema = resolve(spec, content[media_type]["schema"])
         assert schema["type"] == "object" and schema["additionalProperties"] is True
         assert "properties" not in schema
-    # YAML is text to a client: typed as a string, and also offered as text/yaml,
-    # which generators read as text (they skip an application/yaml answer with a warning).
+    # The YAML document is also offered as text/plain, typed as text: generators read
+    # text/* answers as text (an application/yaml-only answer they skip with a warning).
     content = spec["paths"]["/openapi.yaml"]["get"]["responses"]["200"]["content"]
-    assert set(content) == {"application/yaml", "text/yaml"}
-    for media in content.values():
-        assert resolve(spec, media["schema"])["type"] == "string"
-        assert yaml.safe_load(media["example"])["openapi"] == "3.0.3"
+    assert set(content) == {"application/yaml", "text/plain"}
+    assert content["application/yaml"]["schema"] == {"$ref": "#/components/schemas/SpecDocument"}
+    assert resolve(spec, content["text/plain"]["schema"])["type"] == "string"
+    assert yaml.safe_load(content["text/plain"]["example"])["openapi"] == "3.0.3"
 
 
 # -- examples ---------------------------------------------------------------------------------
