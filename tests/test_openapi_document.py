@@ -364,6 +364,25 @@ def test_operation_ids_are_unique_and_camel_case(spec):
     assert all(re.fullmatch(r"[a-z][a-zA-Z0-9]*", operation_id) for operation_id in ids), ids
 
 
+# The names users see in Power Automate, Make and generated code (create_order.py,
+# client.POST's types): renaming one breaks every flow and program built on it.
+STABLE_OPERATION_IDS = {
+    ("get", "/health"): "getHealth", ("get", "/balance"): "getBalance",
+    ("get", "/services"): "listServices", ("get", "/services/{id}"): "getService",
+    ("post", "/orders"): "createOrder", ("get", "/orders"): "listOrders", ("get", "/orders/{id}"): "getOrder",
+    ("post", "/orders/{id}/refill"): "createRefill", ("post", "/orders/{id}/cancel"): "cancelOrder",
+    ("post", "/orders/cancel"): "cancelOrders", ("post", "/refills"): "createRefills",
+    ("get", "/refills"): "listRefills", ("get", "/refills/{id}"): "getRefill",
+    ("get", "/openapi.json"): "getOpenApiJson", ("get", "/openapi.yaml"): "getOpenApiYaml",
+    ("get", "/swagger.json"): "getSwaggerJson",
+}
+
+
+def test_operation_ids_stay_what_users_already_call_them(spec):
+    present = {(method, path): operation["operationId"] for method, path, operation in operations(spec)}
+    assert {route: present.get(route) for route in STABLE_OPERATION_IDS} == STABLE_OPERATION_IDS
+
+
 def test_every_operation_has_a_summary_a_description_and_known_tags(spec):
     known = {tag["name"] for tag in spec["tags"]}
     for method, path, operation in operations(spec):
