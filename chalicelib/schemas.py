@@ -48,8 +48,9 @@ def json_schema(node: Any) -> Any:
         return [json_schema(item) for item in node]
     if not isinstance(node, dict):
         return node
+    # `example` stays: a refused pattern is explained by it ("must be written like 31/12/2025").
     out = {k: json_schema(v) for k, v in node.items()
-           if k not in {"nullable", "examples", "xml", "externalDocs", "discriminator"}}  # `example` words refusals
+           if k not in {"nullable", "examples", "xml", "externalDocs", "discriminator"}}
     if node.get("nullable") is True:
         if "type" in out:
             out["type"] = [out["type"], "null"]

@@ -234,7 +234,8 @@ class OrderDesk:
         now = self._clock()
         if held.state != UNKNOWN and held.lease_until > now:
             wait = max(1, math.ceil(held.lease_until - now))
-            raise errors.IdempotencyConflict("A request with this Idempotency-Key is still in flight.",
+            raise errors.IdempotencyConflict("A request with this Idempotency-Key is still in flight; retry after "
+                                             f"{wait} seconds for its answer.",
                                              headers={"Retry-After": str(wait)})
         if held.state != UNKNOWN:  # the lease ran out without completion: a crash mid-order
             try:
