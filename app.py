@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any, Callable
 
-from chalice import Chalice, Response
+from chalice import Chalice, Rate, Response
 from chalice.app import handle_extra_types
 
 from chalicelib import errors, http, logs, timing
@@ -27,6 +27,8 @@ app.log.handlers[:] = [logs.Relay(lambda: log_crash())]
 
 _request_id: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
 _caller: contextvars.ContextVar[str | None] = contextvars.ContextVar("caller", default=None)
+# The presented key's caller and what the key may do (chalicelib.callers.Caller).
+_key: contextvars.ContextVar[Any] = contextvars.ContextVar("key", default=None)
 # Chalice keeps `app.current_request` on the shared app object, which concurrent
 # requests overwrite under `chalice local`'s threaded server; the envelope keeps
 # each request in its own context instead, and views read it from there.
@@ -93,7 +95,25 @@ def orders() -> Any:
 
     from chalicelib.orders.existing import Orders
 
-    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"))
+    return Orders(panel(), ThreadPoolExecutor(max_workers=10, thread_name_prefix="panel"), refills())
+
+
+@functools.cache
+def refills() -> Any:
+    from chalicelib.orders.refills import DynamoRefills
+
+    return DynamoRefills(boto_client("dynamodb"), table())
+
+
+def keys_orders() -> Any:
+    """`orders()` as this request's key sees them: a key limited to its own orders
+    gets only those (one DynamoDB read per request); any other key, all of them."""
+    key = _key.get()
+    if not key.own_orders_only:
+        return orders()
+    from chalicelib.orders.own import OwnOrders
+
+    return OwnOrders(orders(), key.name, store(), refills())
 
 
 @functools.cache
@@ -103,11 +123,15 @@ def schemas() -> Any:
     return Schemas(load_spec())
 
 
+def table() -> str:
+    return env("GATEWAY_TABLE", "smm-gateway-dev")
+
+
 @functools.cache
 def store() -> Any:
     from chalicelib.orders.store import DynamoStore
 
-    return DynamoStore(boto_client("dynamodb"), env("GATEWAY_TABLE", "smm-gateway-dev"))
+    return DynamoStore(boto_client("dynamodb"), table())
 
 
 @functools.cache
@@ -132,8 +156,35 @@ def desk() -> Any:
 @functools.cache
 def account() -> Any:
     from chalicelib.account import Account, threshold
+    from chalicelib.events.balance import BalanceLowEvents
 
-    return Account(panel().balance, threshold(os.environ.get("BALANCE_LOW_THRESHOLD")))
+    low = threshold(os.environ.get("BALANCE_LOW_THRESHOLD"))
+    if low is None:
+        return Account(panel().balance, None)
+    # balance.low goes to every caller of the deployment: the balance is the deployment's
+    watch = BalanceLowEvents(boto_client("dynamodb"), table(), callers=lambda: [
+        c["name"] for c in secret().get().callers], published=outbox().dispatch)
+    return Account(panel().balance, low, watch)
+
+
+@functools.cache
+def outbox() -> Any:
+    """Where every event goes once written: to webhook subscriptions, and EventBridge if EVENT_BUS_NAME is set."""
+    from chalicelib.events.outbox import Outbox
+
+    sinks: list[Any] = [webhook_sink()]
+    bus = os.environ.get("EVENT_BUS_NAME")
+    if bus:
+        from chalicelib.events.eventbridge import EventBridgeSink
+
+        sinks.append(EventBridgeSink(boto_client("events"), bus))
+    return Outbox(boto_client("dynamodb"), table(), sinks)
+
+
+def publish_pending() -> int:
+    """The outbox's sweep, run by the scheduled function after the status sync: events
+    whose in-line publishing failed or never ran. Returns how many it read."""
+    return int(outbox().sweep())
 
 
 @functools.cache
@@ -141,6 +192,58 @@ def currency() -> Any:
     from chalicelib.account import AccountCurrency
 
     return AccountCurrency(account().balance)
+
+
+@functools.cache
+def webhook_targets() -> Any:
+    from chalicelib.webhooks.targets import Targets
+
+    return Targets(allow_private=env("WEBHOOK_ALLOW_PRIVATE_TARGETS", "false").lower() == "true")
+
+
+@functools.cache
+def webhook_queue() -> Any:
+    from chalicelib.webhooks.queue import SqsQueue
+
+    return SqsQueue(boto_client("sqs"), env("WEBHOOK_QUEUE_URL", ""))
+
+
+@functools.cache
+def webhook_sink() -> Any:
+    """The outbox's "webhooks" sink (events/outbox.py gives it every event)."""
+    from chalicelib.webhooks.deliveries import DynamoDeliveries
+    from chalicelib.webhooks.sink import WebhookSink
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions
+
+    return WebhookSink(DynamoSubscriptions(boto_client("dynamodb"), table()),
+                       DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+
+
+@functools.cache
+def webhooks() -> Any:
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions, Subscriptions
+
+    return Subscriptions(DynamoSubscriptions(boto_client("dynamodb"), table()), webhook_targets(),
+                         published=outbox().dispatch)
+
+
+@functools.cache
+def delivery_log() -> Any:
+    from chalicelib.webhooks.deliveries import DeliveryLog, DynamoDeliveries
+
+    return DeliveryLog(DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+
+
+@functools.cache
+def webhook_worker() -> Any:
+    from chalicelib.webhooks.deliveries import DynamoDeliveries
+    from chalicelib.webhooks.sender import Sender
+    from chalicelib.webhooks.subscriptions import DynamoSubscriptions
+    from chalicelib.webhooks.worker import Worker, retry_seconds
+
+    return Worker(DynamoSubscriptions(boto_client("dynamodb"), table()),
+                  DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue(), webhook_targets(),
+                  Sender(), delays=retry_seconds(os.environ.get("WEBHOOK_RETRY_SECONDS")))
 
 
 def _loaded_panel_key() -> list[str]:
@@ -161,6 +264,7 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     _request_id.set(request_id)
     _request.set(event)
     _caller.set(None)
+    _key.set(None)
     spent = timing.start_request()
     started = time.perf_counter()
     try:
@@ -197,9 +301,24 @@ def error_code(response: Response) -> str | None:
     return None
 
 
-def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = False, status: int = 200,
-          content_types: list[str] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """`app.route` plus caller authentication and the translation of domain errors."""
+# Each route's scope (None: public), as its `route(..., scope=)` names it: the one table
+# of who may call what. tests/test_scopes.py checks it against openapi.yaml.
+ROUTE_SCOPES: dict[tuple[str, str], str | None] = {}
+
+
+def route(path: str, methods: tuple[str, ...] = ("GET",), *, scope: str | None = None, public: bool = False,
+          status: int = 200, content_types: list[str] | None = None
+          ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`app.route` plus caller authentication, the key's scope and the translation of domain errors.
+
+    Every route names its `scope`, or is `public`: a route with neither is a bug caught
+    at import, before it can serve anyone."""
+    from chalicelib.callers import SCOPES
+
+    if public == (scope is not None) or (scope is not None and scope not in SCOPES):
+        raise TypeError(f"route {path}: give it one scope= of {SCOPES}, or public=True")
+    for method in methods:
+        ROUTE_SCOPES[(method, path)] = scope
 
     def register(view: Callable[..., Any]) -> Callable[..., Any]:
         @functools.wraps(view)
@@ -207,8 +326,8 @@ def route(path: str, methods: tuple[str, ...] = ("GET",), *, public: bool = Fals
             try:
                 try:
                     request = current_request()
-                    if not public:
-                        _caller.set(authenticate(header("X-API-Key", errors.Unauthorized)))
+                    if scope is not None:
+                        authorize(authenticate(header("X-API-Key", errors.Unauthorized)), scope)
                     http.require_event_unicode(request.to_original_event())
                     _query.set(checked_query(request))
                     result = view(**params)
@@ -255,13 +374,21 @@ def log_crash() -> None:
 BODY_TYPES = ("application/json", "application/x-www-form-urlencoded")
 
 
-def authenticate(presented: str | None) -> str:
+def authenticate(presented: str | None) -> Any:
     from chalicelib.callers import identify
 
-    name = identify(presented, secret().get().callers)
-    if name is None:
+    caller = identify(presented, secret().get().callers)
+    if caller is None:
         raise errors.Unauthorized("A valid X-API-Key header is required.")
-    return name
+    _caller.set(caller.name)
+    _key.set(caller)
+    return caller
+
+
+def authorize(caller: Any, scope: str) -> None:
+    if not caller.allows(scope):
+        raise errors.Forbidden(f"This key does not have the scope {scope}, which this route needs.",
+                               details={"required_scope": scope})
 
 
 def checked_query(request: Any) -> dict[str, str]:
@@ -301,76 +428,153 @@ def health() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@route("/balance")
+@route("/balance", scope="balance:read")
 def balance() -> dict[str, Any]:
     return account().balance()
 
 
-@route("/services")
+@route("/services", scope="services:read")
 def list_services() -> Response:
     filters = query(refill=lambda v: http.parse_flag(v, "refill"), cancel=lambda v: http.parse_flag(v, "cancel"))
     text = catalogue().snapshot().answer(**filters)
     return Response(body=text, headers={"Content-Type": "application/json"})
 
 
-@route("/services/{service_id}")
+@route("/services/{service_id}", scope="services:read")
 def get_service(service_id: str) -> Any:
     return catalogue().get(http.parse_id(service_id))  # the spec's name for it: `id`
 
 
-@route("/orders", methods=("POST",), status=201)
+@route("/orders", methods=("POST",), scope="orders:write", status=201)
 def create_order() -> Response:
-    sent = body(form=True)
+    sent, key = body(form=True), _key.get()
     # Sent twice, it is refused as X-API-Key is: read as one joined value it would be a key of its own.
-    answer = desk().place(_caller.get(), header("Idempotency-Key"), sent, form=isinstance(sent, http.FormFields))
+    answer = desk().place(key.name, header("Idempotency-Key"), sent, form=isinstance(sent, http.FormFields),
+                          max_order_charge=key.max_order_charge, daily_spend_limit=key.daily_spend_limit)
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
 
-@route("/orders")
+@route("/orders", scope="orders:read")
 def list_orders() -> dict[str, Any]:
     params = query(ids=http.parse_ids, limit=http.parse_limit, cursor=str, state=str)
     if "ids" in params:
         if set(params) != {"ids"}:
             raise errors.ValidationError("ids cannot be combined with limit, cursor or state.")
-        return {"orders": orders().statuses(params["ids"])}
+        return {"orders": keys_orders().statuses(params["ids"])}
     return desk().ledger(_caller.get(), **params)
 
 
-@route("/orders/{order_id}")
+@route("/orders/{order_id}", scope="orders:read")
 def get_order(order_id: str) -> dict[str, Any]:
-    return orders().status(http.parse_id(order_id))
+    return keys_orders().status(http.parse_id(order_id))
 
 
-@route("/orders/{order_id}/refill", methods=("POST",), status=201)
+@route("/orders/{order_id}/refill", methods=("POST",), scope="orders:write", status=201)
 def refill_order(order_id: str) -> dict[str, Any]:
-    return orders().refill(http.parse_id(order_id))
+    return keys_orders().refill(_caller.get(), http.parse_id(order_id))
 
 
-@route("/orders/{order_id}/cancel", methods=("POST",))
+@route("/orders/{order_id}/cancel", methods=("POST",), scope="orders:write")
 def cancel_order(order_id: str) -> dict[str, Any]:
-    return orders().cancel(http.parse_id(order_id))
+    return keys_orders().cancel(http.parse_id(order_id))
 
 
-@route("/orders/cancel", methods=("POST",), content_types=["application/json"])
+@route("/orders/cancel", methods=("POST",), scope="orders:write", content_types=["application/json"])
 def cancel_orders() -> dict[str, Any]:
     request = schemas().checked("CancelBatchRequest", body())
-    return {"orders": orders().cancels(request["orders"])}
+    return {"orders": keys_orders().cancels(request["orders"])}
 
 
-@route("/refills", methods=("POST",), content_types=["application/json"])
+@route("/refills", methods=("POST",), scope="orders:write", content_types=["application/json"])
 def create_refills() -> dict[str, Any]:
     request = schemas().checked("RefillBatchRequest", body())
-    return {"refills": orders().refills(request["orders"])}
+    return {"refills": keys_orders().refills(_caller.get(), request["orders"])}
 
 
-@route("/refills")
+@route("/refills", scope="orders:read")
 def list_refills() -> dict[str, Any]:
-    return {"refills": orders().refill_statuses(query(ids=http.parse_ids)["ids"])}
+    return {"refills": keys_orders().refill_statuses(query(ids=http.parse_ids)["ids"])}
 
 
-@route("/refills/{refill_id}")
+@route("/refills/{refill_id}", scope="orders:read")
 def get_refill(refill_id: str) -> dict[str, Any]:
-    return orders().refill_status(http.parse_id(refill_id))
+    return keys_orders().refill_status(http.parse_id(refill_id))
+
+
+# -- the schedule -----------------------------------------------------------------------
+
+
+@app.schedule(Rate(1, unit=Rate.MINUTES))
+def sync_statuses(event: Any) -> None:
+    """Every minute deployed (local/run.py: every STATUS_SYNC_SECONDS). Placeholder for
+    the status sync (issue 10, EV), which goes first; then the outbox's sweep."""
+    publish_pending()
+
+
+# -- webhooks ----------------------------------------------------------------------
+
+
+@route("/webhooks", methods=("POST",), scope="webhooks:write", status=201, content_types=["application/json"])
+def create_webhook() -> Response:
+    from chalicelib import spec_docs
+
+    webhook = webhooks().create(_caller.get(), schemas().checked("WebhookRequest", body()))
+    request = current_request()
+    location = f"{spec_docs.base_url(request.headers, request.context)}/webhooks/{webhook.id}"
+    return Response(body=webhook.public(with_secret=True), status_code=201, headers={"Location": location})
+
+
+@route("/webhooks", scope="webhooks:write")
+def list_webhooks() -> dict[str, Any]:
+    found = webhooks().list(_caller.get(), query().get("url"))
+    return {"webhooks": [webhook.public() for webhook in found]}
+
+
+@route("/webhooks/{webhook_id}", scope="webhooks:write")
+def get_webhook(webhook_id: str) -> dict[str, Any]:
+    return webhooks().get(_caller.get(), webhook_id).public(with_secret=True)
+
+
+@route("/webhooks/{webhook_id}", methods=("DELETE",), scope="webhooks:write")
+def delete_webhook(webhook_id: str) -> Response:
+    webhooks().delete(_caller.get(), webhook_id)
+    return Response(body="", status_code=204)
+
+
+@route("/webhooks/{webhook_id}/test", methods=("POST",), scope="webhooks:write", status=202)
+def test_webhook(webhook_id: str) -> dict[str, Any]:
+    return webhooks().test(_caller.get(), webhook_id).public()
+
+
+@route("/webhooks/{webhook_id}/deliveries", scope="webhooks:write")
+def list_deliveries(webhook_id: str) -> dict[str, Any]:
+    params = query(limit=http.parse_limit)
+    webhook = webhooks().get(_caller.get(), webhook_id)
+    return delivery_log().page(webhook, params.get("limit", 20), params.get("cursor"))
+
+
+@route("/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver", methods=("POST",), scope="webhooks:write",
+       status=202)
+def redeliver(webhook_id: str, delivery_id: str) -> dict[str, Any]:
+    webhook = webhooks().get(_caller.get(), webhook_id)
+    delivery = delivery_log().redeliver(webhook, delivery_id, time.time())
+    return {"id": delivery.id, "event_id": delivery.event_id, "status": "pending"}
+
+
+# Packaged, infra/resources.json points this event source at the stage's own queue
+# (WebhookQueue); the ARN here only stands in for it, as Chalice wants one at import.
+# make run's worker thread (local/run.py) calls this same function.
+@app.on_sqs_message(queue_arn="arn:aws:sqs:us-east-1:000000000000:smm-gateway-webhooks", batch_size=1,
+                    name="webhook_worker")
+def deliver_webhooks(event: Any) -> None:
+    from chalicelib.webhooks.queue import Message
+
+    for record in event:
+        try:
+            webhook_worker().handle(Message.read(record.body))
+        except Exception:  # the message comes back (its dead-letter queue after 5 tries): say why, once
+            logs.crash(route="webhook worker", message_id=record.to_dict().get("messageId"))
+            raise
 
 
 # -- the API description (public, so no-code tools can import it by URL) ----------------

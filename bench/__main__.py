@@ -17,18 +17,18 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench import cold, package, report
+from bench import cold, package, report, webhooks
 from bench.canned import PANEL_URL
 from bench.harness import ROOT, Harness, workdir
 from bench.stats import ratio
 
-FIGURES = ("cold", "gateway", "fanout", "memory", "package")
+FIGURES = ("cold", "gateway", "fanout", "memory", "package", "webhooks")
 SERVICES = 5000
 # POST /orders counts stay small: moto's transactions slow down as its table grows.
 FULL = {"cold_runs": 15, "requests": 1000, "post_requests": 30, "repeats": 5, "ids": 1000,
-        "delay": 0.2, "memory_requests": 10_000}
+        "delay": 0.2, "memory_requests": 10_000, "webhook_events": 100, "webhook_burst": 200}
 QUICK = {"cold_runs": 1, "requests": 20, "post_requests": 3, "repeats": 2, "ids": 1000,
-         "delay": 0.05, "memory_requests": 100}
+         "delay": 0.05, "memory_requests": 100, "webhook_events": 5, "webhook_burst": 10}
 
 
 def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
@@ -49,6 +49,9 @@ def run(figures: tuple[str, ...], sizes: dict[str, Any], command: str,
                 children(harness, Path(scratch), figures, sizes, result, profile_dir)
             finally:
                 harness.close()
+    if "webhooks" in figures:
+        with timed(clock, "webhooks"):
+            result["webhooks"] = webhooks.measure(sizes["webhook_events"], sizes["webhook_burst"])
     if "package" in figures:
         with timed(clock, "package"):
             try:

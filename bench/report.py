@@ -63,6 +63,13 @@ def table(result: dict[str, Any]) -> str:
         add(f"| 4 | peak RSS: import, {mem['catalogue_services']}-service catalogue, {mem['requests']} "
             f"mixed requests | {mem['steps']['peak_mb']} MB | {mem['floor_peak_mb']} MB "
             f"`import chalice, boto3, requests` | {mem['ratio']}x | ≤ 100 MB | {_mark(mem['met'])} |")
+    hooks = result.get("webhooks")
+    if hooks:
+        add(f"| 6 | webhook delivery: event published → at a loopback receiver, p50 / p99 ({hooks['events']} events, "
+            f"one at a time) | {hooks['p50_ms']} / {hooks['p99_ms']} ms | {hooks['floor_p50_ms']} ms the POST alone "
+            f"| {ratio(hooks['p50_ms'], hooks['floor_p50_ms'])}x | – |  |")
+        add(f"| 6 | webhook deliveries per second, one worker, receiver answering at once ({hooks['burst']} queued) "
+            f"| {hooks['per_second']} /s | – | – | – |  |")
     if pkg and "error" not in pkg:
         top = ", ".join(f"{p['name']} {p['zip_kb']} KB" for p in pkg["largest"][:4])
         add(f"| 5 | deployment zip (`chalice package`) | {pkg['zip_mb']} MB | {pkg['deps_mb']} MB "

@@ -4,7 +4,8 @@ and its currency, for order answers.
 Every reading of the balance (GET /balance and the currency lookup) goes through
 `Account.balance`, which logs one "balance low" line whenever the balance read is
 under the threshold: the `balance-low` alarm counts those lines (infra/resources.json).
-It is a line per reading, not per crossing (issue 10's `balance.low` events will be that).
+It is a line per reading; a `BalanceWatch` (chalicelib/events/balance.py) is told of
+every reading too, and makes the `balance.low` events, one per crossing.
 
 The panel names its currency only in the `balance` answer. An order must neither
 wait for that on every request nor fail without it, so `AccountCurrency` asks once
@@ -17,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from decimal import Decimal
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Protocol
 
 from chalicelib import logs, values
 
@@ -40,17 +41,28 @@ def threshold(text: str | None) -> Decimal | None:
     return amount
 
 
+class BalanceWatch(Protocol):
+    def reading(self, balance: str, currency: str | None, threshold: Decimal) -> None:
+        """Told of every balance read while a threshold is set; never raises."""
+
+
 class Account:
-    def __init__(self, balance: Callable[[], Mapping[str, Any]], low: Decimal | None) -> None:
+    def __init__(self, balance: Callable[[], Mapping[str, Any]], low: Decimal | None,
+                 watch: BalanceWatch | None = None) -> None:
         self._balance = balance
         self._low = low
+        self._watch = watch
 
     def balance(self) -> dict[str, Any]:
         """The panel's balance answer; logs "balance low" if it is under the threshold."""
         answer = dict(self._balance())
-        if self._low is not None and Decimal(answer["balance"]) < self._low:
+        if self._low is None:
+            return answer
+        if Decimal(answer["balance"]) < self._low:
             logs.event(log, "balance low", logging.WARNING, balance=answer["balance"],
                        currency=answer.get("currency"), threshold=str(self._low))
+        if self._watch is not None:
+            self._watch.reading(answer["balance"], answer.get("currency"), self._low)
         return answer
 
 

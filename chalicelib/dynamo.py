@@ -13,6 +13,12 @@ from typing import Any
 
 from chalicelib import errors
 
+# The table's sparse index of work still to do, keyed (work, sk): an item is in it only
+# while it carries `work`, whose value says what kind: "order" and "refill" (open on the
+# panel: the status sync reads them), "outbox" (an event not yet published). One index
+# for all, as DynamoDB adds one index per table update.
+WORK_INDEX = "work"
+
 
 class Cancelled(errors.StorageUnavailable):
     """A transaction whose condition failed: the write did not happen.
@@ -69,6 +75,22 @@ class Table:
         except Exception as exc:
             raise errors.StorageUnavailable("DynamoDB could not be reached.") from exc
         return True
+
+    def batch_get(self, keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The items of these keys that exist (plain), one BatchGetItem per 100 keys."""
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(keys), 100):
+            request: dict[str, Any] = {self.name: {
+                "Keys": [self.item(key) for key in keys[start:start + 100]], "ConsistentRead": True}}
+            for _ in range(5):  # throttled keys come back unprocessed: ask again for those only
+                page = self.call("batch_get_item", RequestItems=request)
+                found += [self.plain(item) for item in page.get("Responses", {}).get(self.name, [])]
+                request = page.get("UnprocessedKeys") or {}
+                if not request:
+                    break
+            else:
+                raise errors.StorageUnavailable("DynamoDB left keys unread after five tries.")
+        return found
 
     def item(self, plain: dict[str, Any]) -> dict[str, Any]:
         """DynamoDB's typed form of `plain`; None values are left out (no attribute)."""

@@ -62,6 +62,18 @@ class Unauthorized(GatewayError):
     code = "unauthorized"
 
 
+class Forbidden(GatewayError):
+    """The caller key is valid but lacks the scope the route needs (`details.required_scope`)."""
+
+    status = 403
+    code = "forbidden"
+
+    def body(self) -> dict[str, Any]:
+        # Unlike other errors' details (kept for logs and tests), the scope is part of
+        # the answer: it tells the operator which scope to grant.
+        return {**super().body(), "details": dict(self.details)}
+
+
 class NotFound(GatewayError):
     """No such order, refill, service or route."""
 
@@ -116,6 +128,27 @@ class InsufficientFunds(GatewayError):
 
     status = 402
     code = "insufficient_funds"
+
+
+# -- webhooks -------------------------------------------------------------------
+
+
+class WebhookNotFound(NotFound):
+    """No such webhook subscription (or delivery) for this caller."""
+
+    code = "webhook_not_found"
+
+
+class InvalidWebhookUrl(Refused):
+    """A webhook target the gateway will not call: scheme, form, or a non-public address."""
+
+    code = "invalid_webhook_url"
+
+
+class WebhookLimitReached(Refused):
+    """The caller already holds the most subscriptions a caller may hold."""
+
+    code = "webhook_limit_reached"
 
 
 # -- idempotency ----------------------------------------------------------------
@@ -175,6 +208,23 @@ class StorageUnavailable(GatewayError):
 
     status = 503
     code = "storage_unavailable"
+
+
+class QueueUnavailable(GatewayError):
+    """SQS did not take a webhook delivery message."""
+
+    status = 503
+    code = "queue_unavailable"
+
+
+class PublishFailed(GatewayError):
+    """A publisher (EventBridge, webhooks) did not take some events: the outbox gives them
+    again. `failed` names them (event ids); empty means the whole batch. Never answered
+    to a caller: publishing happens after the change is written."""
+
+    def __init__(self, message: str, failed: frozenset[str] = frozenset()) -> None:
+        super().__init__(message)
+        self.failed = failed
 
 
 class ConfigurationUnavailable(GatewayError):

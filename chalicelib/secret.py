@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from chalicelib import errors
-from chalicelib.callers import CallerRecord
+from chalicelib.callers import CallerRecord, caller_of
 from chalicelib.upstream import PanelConfig
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,10 @@ class GatewaySecret:
 
 
 def parse_secret(text: str) -> GatewaySecret:
-    """Secret JSON: {"api_url": str, "api_key": str, "callers": [{"name", "salt", "hash"}]}."""
+    """Secret JSON: {"api_url": str, "api_key": str, "callers": [{"name", "salt", "hash", ...}]}.
+
+    A caller record whose restrictions cannot be read is left out: its key is refused
+    rather than served with more than it was given."""
     data = json.loads(text)
     url, key = data.get("api_url"), data.get("api_key")
     if not isinstance(url, str) or not url.startswith(("http://", "https://")) or not isinstance(key, str):
@@ -42,7 +45,14 @@ def parse_secret(text: str) -> GatewaySecret:
 
 
 def _is_caller(value: Any) -> bool:
-    return isinstance(value, dict) and all(isinstance(value.get(f), str) for f in ("name", "salt", "hash"))
+    if not isinstance(value, dict) or not all(isinstance(value.get(f), str) for f in ("name", "salt", "hash")):
+        return False
+    try:
+        caller_of(value)  # type: ignore[arg-type]
+    except ValueError:
+        log.warning("caller record %r has unreadable restrictions; its key is refused", value["name"])
+        return False
+    return True
 
 
 class SecretSource:

@@ -12,6 +12,8 @@
 # subscribes that address to the alarms' topic (set and empty: unsubscribes; unset: the
 # stack keeps what it had). BALANCE_LOW_THRESHOLD, likewise, sets the function's threshold
 # for the balance-low alarm (set and empty: off; unset: the stack keeps what it had).
+# EVENT_BUS_NAME, likewise, names the EventBridge bus (in this account and region) the
+# functions put every event on, and grants events:PutEvents on that bus only.
 set -euo pipefail
 
 stage=${1:?usage: infra/deploy.sh <stage> [build dir]}
@@ -27,9 +29,10 @@ export AWS_REGION="$region" AWS_DEFAULT_REGION="$region"
 account=$(aws sts get-caller-identity --query Account --output text)
 bucket=${DEPLOY_BUCKET:-smm-gateway-artifacts-$account-$region}
 
-# A reservation must leave 10 unreserved executions in the account; new accounts
+# Reservations must leave 10 unreserved executions in the account; new accounts
 # start with a quota of 10, where any reservation fails half-way through the stack.
-reserved=$(sed -n 's/.*"ReservedConcurrentExecutions": *\([0-9]*\).*/\1/p' "$template" | head -n 1)
+# Every function's reservation counts (the API's, the schedule's and the webhook worker's).
+reserved=$(sed -n 's/.*"ReservedConcurrentExecutions": *\([0-9]*\).*/\1/p' "$template" | awk '{s += $1} END {if (NR) print s}')
 if [[ -n "$reserved" ]]; then
   quota=$(aws lambda get-account-settings --query AccountLimit.ConcurrentExecutions --output text)
   if (( quota < reserved + 10 )); then
@@ -49,6 +52,6 @@ aws cloudformation package --template-file "$template" --s3-bucket "$bucket" --s
   --output-template-file "$build/packaged.yaml"
 aws cloudformation deploy --template-file "$build/packaged.yaml" --stack-name "$stack" \
   --s3-bucket "$bucket" --s3-prefix "$stack" --parameter-overrides "Stage=$stage" ${ALARM_EMAIL+"AlarmEmail=$ALARM_EMAIL"} \
-  ${BALANCE_LOW_THRESHOLD+"BalanceLowThreshold=$BALANCE_LOW_THRESHOLD"} \
+  ${BALANCE_LOW_THRESHOLD+"BalanceLowThreshold=$BALANCE_LOW_THRESHOLD"} ${EVENT_BUS_NAME+"EventBusName=$EVENT_BUS_NAME"} \
   --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND --no-fail-on-empty-changeset
 aws cloudformation describe-stacks --stack-name "$stack" --query "Stacks[0].Outputs" --output table

@@ -42,7 +42,7 @@ import zipfile
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -55,6 +55,12 @@ LAMBDA_RUNTIME = TOOLS / "lambda-runtime"  # infra/requirements-lambda.txt, pip 
 REGION = "us-east-1"
 HTTP_METHODS = {"get", "post", "put", "patch", "delete"}
 INVOKE_TIMEOUT = 60.0  # seconds for one invocation; the function's own limit is 28 s
+# The functions app.py makes (chalice's logical ids), their handlers and roles.
+FUNCTIONS = {"APIHandler": ("app.app", "ApiHandlerRole"), "SyncStatuses": ("app.sync_statuses", "SyncStatusesRole"),
+             "WebhookWorker": ("app.deliver_webhooks", "WebhookWorkerRole")}
+# The stages deploy with an event bus: dev names one, prod none, so both forms of the
+# template's condition are deployed and read back.
+EVENT_BUS = {"dev": "smm-gateway-dev-events"}
 
 
 class CheckFailed(AssertionError):
@@ -85,6 +91,8 @@ def package_all(build: Path, stages: tuple[str, ...]) -> dict[str, Path]:
 def deploy(stage: str, build: Path, environ: dict[str, str]) -> str:
     """infra/deploy.sh as an operator runs it; its output."""
     env = {**environ, "PATH": f"{AWS_CLI}{os.pathsep}{os.environ['PATH']}"}
+    if stage in EVENT_BUS:
+        env["EVENT_BUS_NAME"] = EVENT_BUS[stage]
     done = subprocess.run(["bash", str(ROOT / "infra" / "deploy.sh"), stage, str(build / stage)], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300, check=False)
     output = done.stdout + done.stderr
@@ -132,43 +140,47 @@ def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
     secret = aws.client("secretsmanager").describe_secret(SecretId=created["GatewaySecret"])
     check(secret["Name"] == f"smm-gateway/{stage}", f"secret name {secret['Name']}")
 
-    # the function: handler, runtime, memory, timeout, environment
-    function = aws.client("lambda").get_function(FunctionName=created["APIHandler"])
-    conf = function["Configuration"]
-    check(conf["Handler"] == "app.app" and conf["Runtime"] == "python3.11", f"handler/runtime {conf}")
-    check(conf["MemorySize"] == config["lambda_memory_size"], f"memory {conf['MemorySize']}")
-    check(conf["Timeout"] == config["lambda_timeout"], f"timeout {conf['Timeout']}")
-    expected_env = {**config["environment_variables"], "GATEWAY_TABLE": table["TableName"],
-                    "GATEWAY_SECRET_ID": secret["ARN"], "BALANCE_LOW_THRESHOLD": ""}  # the parameter's default
-    check(conf["Environment"]["Variables"] == expected_env, f"environment {conf['Environment']}")
-    reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
-    check(reserved == config.get("reserved_concurrency"), f"reserved concurrency {reserved}")
-
-    # the role: exactly the template's actions, on exactly the created resources' ARNs
-    iam = aws.client("iam")
-    role = created["ApiHandlerRole"]
-    check(conf["Role"] == iam.get_role(RoleName=role)["Role"]["Arn"], "the function runs under another role")
-    check(not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], "managed policies attached")
-    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
-    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
-    if isinstance(document, str):  # moto keeps a policy CloudFormation gave it as Python's repr
-        document = json.loads(document) if document.startswith('{"') else ast.literal_eval(document)
     log_group = aws.client("logs").describe_log_groups(logGroupNamePrefix=f"/aws/lambda/smm-gateway-{stage}")
     (group,) = log_group["logGroups"]
     check(group["logGroupName"] == f"/aws/lambda/smm-gateway-{stage}", f"log group {group}")
+    queue_url = created["WebhookQueue"]  # an SQS queue's physical id is its URL
+    queue_arn = aws.client("sqs").get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])[
+        "Attributes"]["QueueArn"]
     # A log group's GetAtt Arn is "<group ARN>:*" on AWS (its streams), the bare group ARN in moto
-    arns = {"GatewayTableItems": {table["TableArn"]}, "GatewaySecretRead": {secret["ARN"]},
-            "OwnLogGroup": {group["arn"], group["logGroupArn"]}}
-    declared_actions = {s["Sid"]: s["Action"] for s in
-                        wanted["ApiHandlerRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]}
-    granted = {s["Sid"]: s for s in document["Statement"]}
-    check(granted.keys() == arns.keys(), f"policy statements {sorted(granted)}")
-    for sid, statement in granted.items():
-        check(statement["Effect"] == "Allow" and statement["Action"] == declared_actions[sid], f"{sid}: {statement}")
-        check(statement["Resource"] in arns[sid], f"{sid} grants {statement['Resource']}, not {arns[sid]}")
-        # the log group's own ARN ends in ':*' (its streams); nothing else may hold a wildcard
-        check("*" not in str(statement["Resource"]).removesuffix(":*"), f"{sid}: wildcard resource")
-        check(not any("*" in a for a in statement["Action"]), f"{sid}: wildcard action")
+    arns = {"GatewayTableItems": {table["TableArn"]}, "GatewayWorkIndex": {table["TableArn"] + "/index/work"},
+            "GatewaySecretRead": {secret["ARN"]}, "OwnLogGroup": {group["arn"], group["logGroupArn"]},
+            "WebhookQueueSend": {queue_arn}, "WebhookQueueConsume": {queue_arn}}
+    bus = EVENT_BUS.get(stage, "")
+    if bus:  # only a named bus, and only then
+        arns["EventBusPut"] = {f"arn:aws:events:{REGION}:{table['TableArn'].split(':')[4]}:event-bus/{bus}"}
+
+    # each function: handler, runtime, memory, timeout, environment, and its role
+    configurations = {}
+    for logical, (handler, role) in FUNCTIONS.items():
+        function = aws.client("lambda").get_function(FunctionName=created[logical])
+        conf = function["Configuration"]
+        check(conf["Handler"] == handler and conf["Runtime"] == "python3.11", f"handler/runtime {conf}")
+        check(conf["MemorySize"] == config["lambda_memory_size"], f"memory {conf['MemorySize']}")
+        check(conf["Timeout"] == config["lambda_timeout"], f"timeout {conf['Timeout']}")
+        expected_env = {**config["environment_variables"], "GATEWAY_TABLE": table["TableName"],
+                        "GATEWAY_SECRET_ID": secret["ARN"], "WEBHOOK_QUEUE_URL": queue_url}
+        if logical != "WebhookWorker":  # the worker only delivers: no balance, no bus
+            expected_env |= {"BALANCE_LOW_THRESHOLD": "", "EVENT_BUS_NAME": bus}  # the threshold's default
+        check(conf["Environment"]["Variables"] == expected_env, f"environment {conf['Environment']}")
+        reserved = function.get("Concurrency", {}).get("ReservedConcurrentExecutions")
+        expected = config.get("lambda_functions", {}).get(handler.removeprefix("app."), {}).get(
+            "reserved_concurrency", config.get("reserved_concurrency"))
+        check(reserved == expected, f"{logical}: reserved concurrency {reserved}, not {expected}")
+        assert_role(aws, created[role], conf, wanted[role], arns)
+        configurations[logical] = conf
+
+    # the schedule: one rule, every minute, invoking the scheduled function
+    rules = aws.client("events").list_rules()["Rules"]
+    (rule,) = [r for r in rules if r["Name"] == created["SyncStatusesSyncStatusesEvent"]]
+    check(rule.get("ScheduleExpression") == "rate(1 minute)" and rule.get("State") == "ENABLED", f"schedule {rule}")
+    targets = aws.client("events").list_targets_by_rule(Rule=rule["Name"])["Targets"]
+    check([t["Arn"] for t in targets] == [configurations["SyncStatuses"]["FunctionArn"]], f"schedule targets {targets}")
+    conf = configurations["APIHandler"]
 
     # the alarms' topic, and no subscription when no AlarmEmail is given
     sns = aws.client("sns")
@@ -189,7 +201,33 @@ def assert_stack(aws: Any, stage: str) -> dict[str, Any]:
         integration = apigw.get_integration(restApiId=api["id"], resourceId=resource_id, httpMethod=method)
         check(integration["type"].upper() == "AWS_PROXY" and conf["FunctionArn"] in integration["uri"],
               f"{method} {path} is not proxied to the function: {integration}")
-    return conf
+    return configurations
+
+
+def assert_role(aws: Any, role: str, conf: dict[str, Any], wanted: dict[str, Any], arns: dict[str, set[str]]) -> None:
+    """The function's role: exactly the template's actions, on exactly the created resources' ARNs."""
+    iam = aws.client("iam")
+    check(conf["Role"] == iam.get_role(RoleName=role)["Role"]["Arn"], "the function runs under another role")
+    check(not iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"], "managed policies attached")
+    (name,) = iam.list_role_policies(RoleName=role)["PolicyNames"]
+    document = iam.get_role_policy(RoleName=role, PolicyName=name)["PolicyDocument"]
+    if isinstance(document, str):  # moto keeps a policy CloudFormation gave it as Python's repr
+        document = json.loads(document) if document.startswith('{"') else ast.literal_eval(document)
+    declared_actions = {}
+    for statement in wanted["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]:
+        statement = statement["Fn::If"][1] if "Fn::If" in statement else statement  # the bus's, if named
+        declared_actions[statement["Sid"]] = statement["Action"]
+    unknown = set(declared_actions) - set(arns) - {"EventBusPut"}  # the bus's: only when named
+    check(not unknown, f"{role}: no created resource is known for {sorted(unknown)}")
+    expected = {sid: arns[sid] for sid in declared_actions if sid in arns}
+    granted = {s["Sid"]: s for s in document["Statement"]}
+    check(granted.keys() == expected.keys(), f"{role}: policy statements {sorted(granted)}, not {sorted(expected)}")
+    for sid, statement in granted.items():
+        check(statement["Effect"] == "Allow" and statement["Action"] == declared_actions[sid], f"{sid}: {statement}")
+        check(statement["Resource"] in expected[sid], f"{sid} grants {statement['Resource']}, not {expected[sid]}")
+        # the log group's own ARN ends in ':*' (its streams); nothing else may hold a wildcard
+        check("*" not in str(statement["Resource"]).removesuffix(":*"), f"{sid}: wildcard resource")
+        check(not any("*" in a for a in statement["Action"]), f"{sid}: wildcard action")
 
 
 # -- 3. the zip under the Lambda runtime ------------------------------------------------
@@ -273,7 +311,8 @@ class RuntimeApi:
         invocation = Invocation(event)
         self.by_id[invocation.request_id] = invocation
         self.pending.put(invocation)
-        check(invocation.done.wait(INVOKE_TIMEOUT), f"no answer to {event['httpMethod']} {event['path']}")
+        what = f"{event['httpMethod']} {event['path']}" if "httpMethod" in event else event.get("detail-type")
+        check(invocation.done.wait(INVOKE_TIMEOUT), f"no answer to {what}")
         check(invocation.error is None, f"the function failed: {invocation.error}")
         return invocation.result
 
@@ -360,15 +399,10 @@ def unpack_read_only(aws: Any, code_uri: str, scratch: Path) -> Path:
     return task
 
 
-def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_url: str, panel_key: str,
-                 scratch: Path) -> dict[str, float]:
-    """The stage's zip under awslambdaric, the requests of the issue, checked; timings."""
-    from chalicelib.callers import record_for
-    from local.aws import write_secret
-
-    caller_key = "deploy-check-caller-key-" + uuid.uuid4().hex
-    write_secret(aws.client("secretsmanager"), panel_url, panel_key, [record_for("checker", caller_key)],
-                 secret_id=conf["Environment"]["Variables"]["GATEWAY_SECRET_ID"])
+def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, scratch: Path,
+                 drive: Callable[[RuntimeApi], dict[str, float]]) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """One function of the stage's zip under awslambdaric, fed events by `drive` (which
+    checks the answers); its timings and the JSON lines the function logged."""
     packaged = yaml.safe_load((build / stage / "packaged.yaml").read_text())
     code_uri = next(r["Properties"]["CodeUri"] for r in packaged["Resources"].values()
                     if r["Type"] == "AWS::Serverless::Function")
@@ -419,7 +453,7 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
         user = pwd.getpwuid(Path(f"/proc/{process.pid}").stat().st_uid).pw_name
         if drop:
             check(user == "nobody", f"the function runs as {user}, not nobody")
-        timings = {"ready_s": ready, **exercise(api, caller_key)}
+        timings = {"ready_s": ready, **drive(api)}
         print(f"   the function: {python} -S as {user}, code read-only in {task}", flush=True)
         check(api.init_error is None, f"init error: {api.init_error}")
     except CheckFailed as failure:
@@ -430,8 +464,44 @@ def run_function(aws: Any, stage: str, conf: dict[str, Any], build: Path, panel_
         reader.join(timeout=30)
         api.stop()
     logged = [json.loads(line) for line in lines if line.startswith("{")]
-    check(any(line.get("logger") == "chalicelib.access" for line in logged), "no access log lines")
     check(not any(line.get("level") == "error" for line in logged), f"error lines: {logged}")
+    return timings, logged
+
+
+def exercise_schedule(api: RuntimeApi, aws: Any, conf: dict[str, Any]) -> dict[str, float]:
+    """The schedule rule's event to the scheduled function: it runs the outbox's sweep,
+    which must publish an event its writer left unpublished (and, with a bus, put it there:
+    a rule on the bus routes it to a queue read here)."""
+    from chalicelib.dynamo import Table
+    from chalicelib.events import model
+
+    variables = conf["Environment"]["Variables"]
+    table, bus = variables["GATEWAY_TABLE"], variables["EVENT_BUS_NAME"]
+    queue = None
+    if bus:
+        events, sqs = aws.client("events"), aws.client("sqs")
+        events.create_event_bus(Name=bus)
+        queue = sqs.create_queue(QueueName=f"deploy-check-{uuid.uuid4().hex[:8]}")["QueueUrl"]
+        queue_arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        events.put_rule(Name="deploy-check", EventBusName=bus, EventPattern=json.dumps({"source": ["smm-gateway"]}))
+        events.put_targets(Rule="deploy-check", EventBusName=bus, Targets=[{"Id": "queue", "Arn": queue_arn}])
+    at = time.time() - 120  # older than the sweep's settle time
+    event = model.Event(model.first_id_at(at), "order.completed", model.rfc3339(at), {"id": 1}, "checker")
+    db = Table(aws.client("dynamodb"), table)
+    db.transact([{"Put": {"TableName": table, "Item": db.item(model.to_item(event))}}])
+
+    account = conf["FunctionArn"].split(":")[4]
+    started = time.monotonic()
+    api.invoke({"version": "0", "id": str(uuid.uuid4()), "detail-type": "Scheduled Event", "source": "aws.events",
+                "account": account, "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "region": REGION, "resources": [f"arn:aws:events:{REGION}:{account}:rule/schedule"], "detail": {}})
+    timings = {"schedule_s": time.monotonic() - started}
+    item = aws.client("dynamodb").get_item(TableName=table, Key=db.item({"pk": model.pk("checker"), "sk": event.id}))
+    check("work" not in item.get("Item", {"work": 1}), f"the scheduled run left the event in the outbox: {item}")
+    if queue is not None:
+        got = aws.client("sqs").receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=5)
+        details = [json.loads(m["Body"]).get("detail", {}) for m in got.get("Messages", [])]
+        check([d.get("id") for d in details] == [event.id], f"the bus did not carry the event: {details}")
     return timings
 
 
@@ -527,8 +597,9 @@ def main(argv: list[str] | None = None) -> int:
 
 def deploy_and_run(build: Path, stages: tuple[str, ...], scratch: Path, started: float, floor: str) -> None:
     """Steps 2 and 3, against moto's server and the sandbox panel on 127.0.0.1."""
+    from chalicelib.callers import record_for
     from infra import emulator
-    from local.aws import EmbeddedAws
+    from local.aws import EmbeddedAws, write_secret
     from local.run import quiet_embedded_services
     from sandbox.panel import DEFAULT_KEY, SandboxPanel
 
@@ -556,9 +627,19 @@ def deploy_and_run(build: Path, stages: tuple[str, ...], scratch: Path, started:
               f"{', '.join(stages)} [{time.monotonic() - started:.0f} s]", flush=True)
 
         for stage in stages:
-            run_scratch = scratch / f"run-{stage}"
-            run_scratch.mkdir()
-            timings = run_function(aws, stage, configs[stage], build, panel_url, DEFAULT_KEY, run_scratch)
+            api, schedule = configs[stage]["APIHandler"], configs[stage]["SyncStatuses"]
+            caller_key = "deploy-check-caller-key-" + uuid.uuid4().hex
+            write_secret(aws.client("secretsmanager"), panel_url, DEFAULT_KEY, [record_for("checker", caller_key)],
+                         secret_id=api["Environment"]["Variables"]["GATEWAY_SECRET_ID"])
+            (scratch / f"run-{stage}").mkdir()
+            timings, logged = run_function(aws, stage, api, build, scratch / f"run-{stage}",
+                                           lambda runtime: exercise(runtime, caller_key))
+            check(any(line.get("logger") == "chalicelib.access" for line in logged), "no access log lines")
+            (scratch / f"run-{stage}-schedule").mkdir()
+            scheduled, _ = run_function(aws, stage, schedule, build, scratch / f"run-{stage}-schedule",
+                                        lambda runtime: exercise_schedule(runtime, aws, schedule))
+            timings.update({f"schedule {k}": v for k, v in scheduled.items() if k != "schedule_s"},
+                           schedule_s=scheduled["schedule_s"])
             shown = ", ".join(f"{k.removesuffix('_s')} {v * 1000:.0f} ms" for k, v in timings.items())
             print(f"3. {stage}: the uploaded zip under awslambdaric, boto3 {floor}: {shown}", flush=True)
     finally:

@@ -28,6 +28,7 @@ def install() -> None:
     _secret_resource()
     _lambda_account_settings()
     _parameters_with_defaults()
+    _no_value_in_lists()
     _installed = True
 
 
@@ -188,6 +189,25 @@ def _parameters_with_defaults() -> None:
         return filled(self.parameters) == filled(other_parameters)
 
     models.Stack.has_parameters = has_parameters  # type: ignore[method-assign]
+
+
+def _no_value_in_lists() -> None:
+    """Gap 8: `Ref: AWS::NoValue` removes the property or list element it stands for.
+    moto resolves it to null and keeps it, so a policy statement left out by a condition
+    (events:PutEvents when no EventBusName is given) becomes a null statement in the
+    role's policy. A list element written as an intrinsic function that resolves to
+    nothing is dropped, as CloudFormation drops it; literal values are kept."""
+    from moto.cloudformation import parsing
+
+    original = parsing.clean_json
+
+    def clean_json(resource_json: Any, resources_map: Any) -> Any:
+        if isinstance(resource_json, list):
+            cleaned = [(value, clean_json(value, resources_map)) for value in resource_json]
+            return [result for value, result in cleaned if not (isinstance(value, dict) and result is None)]
+        return original(resource_json, resources_map)
+
+    parsing.clean_json = clean_json
 
 
 # Gap 7, in the function's own process (deploy-check writes this beside the runtime,

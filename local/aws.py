@@ -17,6 +17,9 @@ from typing import Any, Mapping
 
 TABLE = "smm-gateway-dev"
 SECRET_ID = "smm-gateway/dev"
+QUEUE = "smm-gateway-dev-webhooks"
+VISIBILITY_SECONDS = 120  # over the worker's lease on an attempt (chalicelib/webhooks/deliveries.py)
+MAX_RECEIVES = 5
 REGION = "us-east-1"
 _WRITES = ("put_item", "update_item", "delete_item", "transact_write_items", "batch_write_item")
 _lock = threading.RLock()
@@ -98,18 +101,26 @@ class EmbeddedAws:
 
 def create_table(dynamodb: Any, table: str = TABLE) -> None:
     """The table as infra/resources.json creates it: (pk, sk), on demand, TTL on expires_at,
-    and the sparse index of unsettled orders (chalicelib/orders/store.py)."""
+    the sparse index of unsettled orders (chalicelib/orders/store.py) and the one of work
+    to do (chalicelib/dynamo.py)."""
+    from chalicelib.dynamo import WORK_INDEX
     from chalicelib.orders.store import UNSETTLED_INDEX
 
     dynamodb.create_table(
         TableName=table,
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
                               {"AttributeName": "sk", "AttributeType": "S"},
-                              {"AttributeName": "unsettled", "AttributeType": "S"}],
+                              {"AttributeName": "unsettled", "AttributeType": "S"},
+                              {"AttributeName": "work", "AttributeType": "S"}],
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         GlobalSecondaryIndexes=[{
             "IndexName": UNSETTLED_INDEX,
             "KeySchema": [{"AttributeName": "unsettled", "KeyType": "HASH"},
+                          {"AttributeName": "sk", "KeyType": "RANGE"}],
+            "Projection": {"ProjectionType": "ALL"},
+        }, {
+            "IndexName": WORK_INDEX,
+            "KeySchema": [{"AttributeName": "work", "KeyType": "HASH"},
                           {"AttributeName": "sk", "KeyType": "RANGE"}],
             "Projection": {"ProjectionType": "ALL"},
         }],
@@ -117,6 +128,17 @@ def create_table(dynamodb: Any, table: str = TABLE) -> None:
     )
     dynamodb.update_time_to_live(TableName=table, TimeToLiveSpecification={
         "Enabled": True, "AttributeName": "expires_at"})
+
+
+def create_queue(sqs: Any, name: str = QUEUE) -> str:
+    """The webhook delivery queue as infra/resources.json creates it (a dead-letter queue
+    taking what the worker failed MAX_RECEIVES times); returns the queue's URL."""
+    dead = sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+    dead_arn = sqs.get_queue_attributes(QueueUrl=dead, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    return str(sqs.create_queue(QueueName=name, Attributes={
+        "VisibilityTimeout": str(VISIBILITY_SECONDS),
+        "RedrivePolicy": json.dumps({"deadLetterTargetArn": dead_arn, "maxReceiveCount": MAX_RECEIVES}),
+    })["QueueUrl"])
 
 
 def write_secret(secretsmanager: Any, api_url: str, api_key: str, callers: list[Mapping[str, str]],

@@ -14,6 +14,7 @@ import re
 import signal
 import socket
 import sys
+import threading
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -25,7 +26,7 @@ from chalice.local import LocalGatewayException, RouteMatcher, ThreadedHTTPServe
 
 from chalicelib import errors, http
 from chalicelib.callers import record_for
-from local.aws import SECRET_ID, TABLE, EmbeddedAws, apply_environ, create_table, write_secret
+from local.aws import SECRET_ID, TABLE, EmbeddedAws, apply_environ, create_queue, create_table, write_secret
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_KEY = "sgw_local_dev_key_change_me"
@@ -46,6 +47,8 @@ def main() -> int:
     quiet_embedded_services()
     aws = EmbeddedAws().start()
     sandbox = None
+    stopped = threading.Event()  # set on the way out: the background threads end
+    webhooks: threading.Thread | None = None
     try:
         apply_environ({**aws.environ(), "GATEWAY_TABLE": TABLE, "GATEWAY_SECRET_ID": SECRET_ID})
         if os.environ.get("SMM_API_URL"):
@@ -59,14 +62,22 @@ def main() -> int:
             sandbox = SandboxPanel(api_key=api_key)
             api_url = sandbox.start()
         create_table(aws.client("dynamodb"))
+        queue_url = create_queue(aws.client("sqs"))
+        # Local development delivers to loopback receivers over http (deployed: never).
+        os.environ.setdefault("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+        os.environ["WEBHOOK_QUEUE_URL"] = queue_url
         write_secret(aws.client("secretsmanager"), api_url, api_key, [record_for("local", caller_key)])
         print(banner(port, caller_key, api_url if sandbox is None else f"sandbox panel at {api_url}",
-                     aws.endpoint),
+                     aws.endpoint, os.environ.get("SECRET_MAX_AGE_SECONDS") or "60"),
               flush=True)
+        webhooks = start_webhook_worker(aws.client("sqs"), queue_url, stopped)
         return serve(port)
     except KeyboardInterrupt:
         return 0
     finally:
+        stopped.set()
+        if webhooks is not None:
+            webhooks.join(timeout=10)
         if sandbox is not None:
             sandbox.stop()
         aws.stop()
@@ -340,6 +351,57 @@ class Handler(ChaliceRequestHandler):
         self.log_message('"%s" %s %s', " ".join(shown) or "-", code, size)
 
 
+class WebhookPoller:
+    """make run's stand-in for Lambda's SQS event source: receives the delivery queue's
+    messages from moto and hands each, as a one-record SQS event, to the SAME function
+    the deployed consumer runs (app.deliver_webhooks). A message is deleted once it is
+    handled; one whose handling raised comes back after the visibility timeout, and goes
+    to the dead-letter queue after local.aws.MAX_RECEIVES tries, as deployed."""
+
+    def __init__(self, sqs: Any, queue_url: str, handler: Any, wait_seconds: int = 1) -> None:
+        self._sqs = sqs
+        self._url = queue_url
+        self._handler = handler
+        self._wait = wait_seconds
+
+    def poll_once(self) -> int:
+        """Handle what the queue has now (waiting up to `wait_seconds` for it); returns how many."""
+        got = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=self._wait,
+                                        AttributeNames=["All"])
+        messages = got.get("Messages", [])
+        for message in messages:
+            record = {"messageId": message["MessageId"], "receiptHandle": message["ReceiptHandle"],
+                      "body": message["Body"], "attributes": message.get("Attributes", {}),
+                      "eventSource": "aws:sqs"}
+            try:
+                self._handler({"Records": [record]}, None)
+            except Exception:  # the handler logged it; like Lambda, leave the message to come back
+                continue
+            self._sqs.delete_message(QueueUrl=self._url, ReceiptHandle=message["ReceiptHandle"])
+        return len(messages)
+
+    def run(self, stopped: threading.Event) -> None:
+        while not stopped.is_set():
+            try:
+                self.poll_once()
+            except Exception:  # moto stopping under us, on the way out
+                stopped.wait(1)
+
+
+def start_webhook_worker(sqs: Any, queue_url: str, stopped: threading.Event) -> threading.Thread:
+    """The webhook worker thread, polling until `stopped` is set."""
+
+    def handler(event: dict[str, Any], context: Any) -> Any:
+        import app  # imported here: `serve` sets up the app's module path and environment first
+
+        return app.deliver_webhooks(event, context)
+
+    thread = threading.Thread(target=WebhookPoller(sqs, queue_url, handler).run, args=(stopped,),
+                              name="webhook-worker", daemon=True)
+    thread.start()
+    return thread
+
+
 def port_is_free(port: int) -> bool:
     # SO_REUSEADDR as http.server binds, so connections in TIME_WAIT do not count.
     with socket.socket() as probe:
@@ -363,7 +425,7 @@ def quiet_embedded_services() -> None:
         lambda record: not record.getMessage().startswith("Connection pool is full"))
 
 
-def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str) -> str:
+def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str, secret_max_age: str = "60") -> str:
     base = f"http://127.0.0.1:{port}"
     ops_env = (f"AWS_ENDPOINT_URL={aws_endpoint} AWS_ACCESS_KEY_ID=testing AWS_SECRET_ACCESS_KEY=testing "
                "AWS_DEFAULT_REGION=us-east-1")
@@ -371,11 +433,14 @@ def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str) -> str:
         "smm-gateway local run",
         f"  gateway:    {base}",
         f"  upstream:   {upstream}",
-        f"  AWS:        embedded (moto) at {aws_endpoint}: DynamoDB and Secrets Manager, in memory",
-        f"  caller key: {caller_key}",
+        f"  AWS:        embedded (moto) at {aws_endpoint}: DynamoDB, Secrets Manager and SQS, in memory",
+        "  webhooks:   delivered by a worker thread in this process; http and loopback targets allowed",
+        f"  caller key: {caller_key} (every scope, no restriction)",
         "",
         f'  curl -H "X-API-Key: {caller_key}" {base}/balance',
         f"  {ops_env} .venv/bin/python -m ops callers list",
+        f"  {ops_env} .venv/bin/python -m ops --json callers create dashboard --scopes orders:read --own-orders-only",
+        f"  (key changes reach this run within SECRET_MAX_AGE_SECONDS={secret_max_age} s)",
         "",
         "Ctrl-C stops everything.",
     ])

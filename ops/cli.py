@@ -17,17 +17,23 @@ import sys
 import unicodedata
 from typing import Any, TextIO
 
+from chalicelib.callers import CAPS, SCOPES, checked_cap, checked_scopes
 from ops import callers, orders, panel
 from ops.secret_doc import OpsError, SecretDocument
 
 DEFAULT_SECRET_ID, DEFAULT_TABLE = "smm-gateway/dev", "smm-gateway-dev"
 _UNSHOWN = frozenset({"Cc", "Cf", "Zl", "Zp"})  # Unicode categories say() escapes
 _CLIENTS: dict[tuple[str | None, ...], Any] = {}
+NONE = "none"  # `callers update --max-order-charge none`: remove the cap
 EXAMPLES = """examples:
   python -m ops --stage prod secret set --api-url https://panel.example/api/v2 --api-key-stdin --verify
   python -m ops --stage prod secret show
   python -m ops --stage prod callers create zapier
+  python -m ops --stage prod callers create dashboard --scopes orders:read --own-orders-only
+  python -m ops --stage prod callers create zap-acme --scopes services:read,orders:read,orders:write \
+      --own-orders-only --max-order-charge 20 --daily-spend-limit 100
   python -m ops --stage prod callers list
+  python -m ops --stage prod callers update zap-acme --key-id 1a2b3c4d --daily-spend-limit 250
   python -m ops --stage prod callers revoke zapier --key-id 1a2b3c4d
   python -m ops --stage prod orders unknown
   python -m ops --stage prod orders resolve --caller zapier --key zap-run-4711 --order-id 23501
@@ -54,11 +60,25 @@ def parser() -> argparse.ArgumentParser:
     secret.add_parser("show", help="the panel URL, a fingerprint of the key (never the key), the caller names")
 
     keys = groups.add_parser("callers", help="the gateway's caller keys").add_subparsers(dest="command", required=True)
-    create = keys.add_parser("create", help="issue a key for NAME; it is printed once, only its hash is kept")
+    create = keys.add_parser("create", help="issue a key for NAME; it is printed once, only its hash is kept "
+                                            "(with --json: an object with name, key, key_id, scopes, limits)")
     create.add_argument("name")
     create.add_argument("--additional", action="store_true",
-                        help="NAME already has a key: add a second one (rotation without downtime)")
-    keys.add_parser("list", help="names, key ids and creation dates (no keys, no hashes)")
+                        help="NAME already has a key: add a second one (rotation without downtime); "
+                             "it copies the newest key's scopes and limits unless given here")
+    _limit_options(create)
+    create.add_argument("--own-orders-only", action="store_const", const=True, default=None,
+                        help="the key reads, refills and cancels only orders placed through NAME's keys")
+    keys.add_parser("list", help="names, key ids, creation dates, scopes and limits (no keys, no hashes)")
+    update = keys.add_parser("update", help="change the scopes and limits of NAME's keys; the keys stay the same")
+    update.add_argument("name")
+    update.add_argument("--key-id", help="only the key with this id (from `callers list`); else every key of NAME")
+    _limit_options(update, unsettable=True)
+    only = update.add_mutually_exclusive_group()
+    only.add_argument("--own-orders-only", action="store_const", const=True, default=None,
+                      help="limit the key to orders placed through NAME's keys")
+    only.add_argument("--all-orders", dest="own_orders_only", action="store_const", const=False,
+                      help="lift that limit")
     revoke = keys.add_parser("revoke", help="remove NAME's keys (all, or one --key-id)")
     revoke.add_argument("name")
     revoke.add_argument("--key-id", help="only the key with this id (from `callers list`)")
@@ -117,12 +137,16 @@ def run(args: argparse.Namespace, doc: SecretDocument, table: str, stdin: TextIO
     if command == "secret show":
         return panel.show(doc)
     if command == "callers create":
-        key, entry = callers.create(doc, args.name, additional=args.additional)
-        print(f"New key for {args.name} (key id {entry['key_id']}); it is shown only now, "
-              "store it in the caller's secret store:", file=err)
-        return key
+        key, entry = callers.create(doc, args.name, additional=args.additional, limits=_limits(args))
+        print(f"New key for {args.name} (key id {entry['key_id']}, scopes {','.join(entry['scopes'])}); "
+              "it is shown only now, store it in the caller's secret store:", file=err)
+        return {**entry, "key": key} if args.json else key
     if command == "callers list":
         return callers.listing(doc)
+    if command == "callers update":
+        changed = callers.update(doc, args.name, args.key_id, _limits(args))
+        print("updated; running containers apply it within SECRET_MAX_AGE_SECONDS (60 s by default)", file=err)
+        return changed
     if command == "callers revoke":
         gone = callers.revoke(doc, args.name, args.key_id)
         print("revoked; running containers drop the key within SECRET_MAX_AGE_SECONDS (60 s by default)", file=err)
@@ -143,6 +167,47 @@ def run(args: argparse.Namespace, doc: SecretDocument, table: str, stdin: TextIO
     raise AssertionError(command)
 
 
+def _limit_options(command: argparse.ArgumentParser, unsettable: bool = False) -> None:
+    lift = "; 'none' removes it" if unsettable else ""
+    command.add_argument("--scopes", type=_scopes,
+                         help=f"comma-separated, from {','.join(SCOPES)}; 'all' for every one"
+                              + ("" if unsettable else " (the default)"))
+    command.add_argument("--max-order-charge", type=_cap, metavar="AMOUNT",
+                         help=f"refuse an order whose estimated charge is over AMOUNT{lift}")
+    command.add_argument("--daily-spend-limit", type=_cap, metavar="AMOUNT",
+                         help=f"refuse orders past AMOUNT a day (UTC) for NAME{lift}")
+
+
+def _limits(args: argparse.Namespace) -> callers.Limits:
+    caps = {name: getattr(args, name) for name in CAPS}
+    return callers.Limits(
+        scopes=args.scopes, own_orders_only=args.own_orders_only,
+        max_order_charge=caps["max_order_charge"] if caps["max_order_charge"] != NONE else None,
+        daily_spend_limit=caps["daily_spend_limit"] if caps["daily_spend_limit"] != NONE else None,
+        unset=tuple(name for name, value in caps.items() if value == NONE))
+
+
+def _scopes(text: str) -> list[str]:
+    if text.strip() == "all":
+        return list(SCOPES)
+    try:
+        scopes = checked_scopes(part.strip() for part in text.split(",") if part.strip())
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    if not scopes:
+        raise argparse.ArgumentTypeError("give at least one scope (a key without any could do nothing)")
+    return scopes
+
+
+def _cap(text: str) -> Any:
+    if text.strip().lower() == NONE:
+        return NONE
+    try:
+        return checked_cap(text, "the amount")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def target(stage: str) -> tuple[str, str]:
     """The secret id and table name the stack creates for `stage` (infra/resources.json)."""
     return f"smm-gateway/{stage}", f"smm-gateway-{stage}"
@@ -158,7 +223,7 @@ def show(result: Any, as_json: bool, out: TextIO) -> None:
             say(line, out)
     elif isinstance(result, list):
         for row in result:
-            say("  ".join(f"{k}={v}" for k, v in row.items()), out)
+            say("  ".join(f"{k}={','.join(v) if isinstance(v, list) else v}" for k, v in row.items()), out)
         if not result:
             say("(none)", out)
     else:

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
 T = TypeVar("T")
+MAX_SECRET_BYTES = 65536  # Secrets Manager's limit on a SecretString
 
 
 class OpsError(Exception):
@@ -66,6 +67,9 @@ class SecretDocument:
 
     def _write(self, data: dict[str, Any], based_on: str | None) -> None:
         text = json.dumps(data, indent=1, sort_keys=True)
+        if len(text.encode()) > MAX_SECRET_BYTES:
+            raise OpsError(f"the secret would hold {len(text.encode())} bytes, over Secrets Manager's "
+                           f"{MAX_SECRET_BYTES}; nothing was changed: revoke keys no one uses (`callers list`)")
         if based_on is not None and self._stages().get("AWSCURRENT") != based_on:
             raise OpsError("the secret changed while this command ran (another operator?); "
                            "nothing was changed, run the command again")

@@ -118,7 +118,11 @@ def _security_scheme(scheme: dict[str, Any]) -> dict[str, Any]:
 
 def _operation(spec: dict[str, Any], operation: dict[str, Any]) -> dict[str, Any]:
     out = {key: copy.deepcopy(operation[key])
-           for key in ("operationId", "summary", "description", "tags", "security") if key in operation}
+           for key in ("operationId", "summary", "description", "tags", "security", "x-required-scope")
+           if key in operation}
+    # Power Automate's own extensions (a webhook trigger, its notification shape, what is hidden)
+    # are written in openapi.yaml and carried over, with their schema refs renamed for 2.0.
+    out.update({key: _schema(value) for key, value in operation.items() if key.startswith("x-ms-")})
     parameters = [_ref(p) if "$ref" in p else _parameter(spec, p) for p in operation.get("parameters", [])]
     body = operation.get("requestBody")
     if body is not None:

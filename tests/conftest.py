@@ -16,7 +16,7 @@ import pytest
 
 from chalicelib import logs
 from chalicelib.callers import record_for
-from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_table, write_secret
+from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_queue, create_table, write_secret
 from sandbox import DEFAULT_KEY, SandboxPanel
 
 CALLER_KEY = "sgw_test_caller_key_0123456789"
@@ -54,6 +54,7 @@ def resources(aws: EmbeddedAws, panel: SandboxPanel) -> EmbeddedAws:
     """An empty table and a secret pointing at this test's sandbox."""
     aws.reset()
     create_table(aws.client("dynamodb"))
+    os.environ["WEBHOOK_QUEUE_URL"] = create_queue(aws.client("sqs"))
     write_secret(aws.client("secretsmanager"), panel.url, DEFAULT_KEY,
                  [record_for("alice", CALLER_KEY), record_for("bob", OTHER_KEY)])
     return aws
@@ -150,6 +151,9 @@ class Api:
 
     def post(self, path: str, **kw: Any) -> Any:
         return self.request("POST", path, **kw)
+
+    def delete(self, path: str, **kw: Any) -> Any:
+        return self.request("DELETE", path, **kw)
 
 
 # -- every answer a test gets from `client` keeps openapi.yaml's contract ------------------

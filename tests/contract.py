@@ -85,6 +85,8 @@ def problems(method: str, path: str, status: int, headers: Mapping[str, str], bo
     # API Gateway and `chalice local` send application/json when the function names none.
     media = lowered.get("content-type", "application/json").split(";")[0].strip()
     content = response.get("content", {})
+    if not content and status == 204:  # No Content: nothing to check but that it is empty
+        return [*found_problems, *([f"{where}: a body in a 204 answer"] if body else [])]
     if media not in content:
         return [*found_problems, f"{where}: content type {media} not documented ({sorted(content)})"]
     schema = content[media]["schema"]

@@ -153,3 +153,44 @@ def trusted_tls(directory: Path) -> tuple[ssl.SSLContext, requests.Session]:
     session.trust_env = False
     session.verify = str(bundle)
     return server, session
+
+
+class Delivered:
+    """One request a webhook receiver got: its headers (names lower-cased) and body."""
+
+    def __init__(self, headers: dict[str, str], body: bytes) -> None:
+        self.headers = headers
+        self.body = body
+
+
+@contextlib.contextmanager
+def webhook_receiver(statuses: list[int] | None = None, then: int = 200, *, stall: float = 0.0,
+                     headers: dict[str, str] | None = None,
+                     body: bytes = b"ok") -> Iterator[tuple[str, list[Delivered]]]:
+    """A webhook target on loopback: the n-th POST is answered statuses[n] (then `then`),
+    with `headers` and `body`, after stalling `stall` seconds (cut short when the test ends).
+    Yields its URL and the requests it got."""
+    got: list[Delivered] = []
+    script = list(statuses or [])
+    lock = threading.Lock()
+
+    class Receiver(Handler):
+        def do_POST(self) -> None:
+            self.read_request()
+            with lock:
+                got.append(Delivered({k.lower(): v for k, v in self.headers.items()}, self.received[-1]))
+                status = script.pop(0) if script else then
+            if stall:
+                self.stopped.wait(stall)
+            try:
+                self.send_response(status)
+                for name, value in (headers or {}).items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            except OSError:
+                pass  # the gateway hung up (a timeout): what the test wants
+
+    with serving(Receiver) as (url, _):
+        yield url.replace("/api/v2", "/hook"), got

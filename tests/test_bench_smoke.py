@@ -60,3 +60,17 @@ def test_importing_the_app_loads_no_aws_http_or_schema_library() -> None:
     done = subprocess.run([sys.executable, "-c", probe], cwd=ROOT, env={**env, "AWS_DEFAULT_REGION": "us-east-1"},
                           capture_output=True, text=True, timeout=60, check=True)
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_a_quick_bench_run_measures_webhook_delivery(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)}
+    out = tmp_path / "latest.json"
+
+    done = subprocess.run([sys.executable, "-m", "bench", "--quick", "--only", "webhooks", "--out", str(out)],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
+
+    assert done.returncode == 0, done.stderr[-3000:]
+    hooks = json.loads(out.read_text())["webhooks"]
+    assert 0 < hooks["p50_ms"] <= hooks["p99_ms"] and hooks["floor_p50_ms"] > 0
+    assert hooks["per_second"] > 0 and hooks["burst"] == 10
+    assert "webhook deliveries per second" in done.stdout

@@ -7,6 +7,7 @@ The secret is read from moto's Secrets Manager; outages are injected with a boto
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 import uuid
 from typing import Any, Iterator, Mapping
 
@@ -15,7 +16,7 @@ import requests
 from botocore.awsrequest import AWSResponse
 
 from chalicelib import errors
-from chalicelib.callers import identify, new_key, record_for
+from chalicelib.callers import Caller, identify, new_key, record_for
 from chalicelib.secret import SecretSource, parse_secret
 from chalicelib.upstream import PanelClient
 from local.aws import SECRET_ID, EmbeddedAws, write_secret
@@ -102,7 +103,7 @@ def test_a_caller_key_is_stored_only_as_a_salted_hash() -> None:
     assert key not in json.dumps(first) and key[4:] not in json.dumps(first)
     # salted: the same key gives unrelated records
     assert first["salt"] != second["salt"] and first["hash"] != second["hash"]
-    assert identify(key, [first]) == identify(key, [second]) == "alice"
+    assert identify(key, [first]) == identify(key, [second]) == Caller("alice")
 
 
 def test_new_keys_are_long_random_and_prefixed() -> None:
@@ -115,7 +116,7 @@ def test_the_stored_secret_never_holds_a_caller_key(secretsmanager: Any, secret_
     text = secretsmanager.get_secret_value(SecretId=secret_id)["SecretString"]
     assert CALLER_KEY not in text and OTHER_KEY not in text
     callers = parse_secret(text).callers
-    assert identify(CALLER_KEY, callers) == "alice" and identify(OTHER_KEY, callers) == "bob"
+    assert identify(CALLER_KEY, callers) == Caller("alice") and identify(OTHER_KEY, callers) == Caller("bob")
 
 
 @pytest.mark.parametrize("presented", [None, "", " ", "sgw_unknown", CALLER_KEY.upper(), CALLER_KEY[:-1],
@@ -171,17 +172,17 @@ def test_the_secret_is_read_once_per_max_age(source: SecretSource, tap: SecretsM
 def test_a_rotation_is_picked_up_after_the_max_age(source: SecretSource, secretsmanager: Any, secret_id: str,
                                                    clock: ManualClock) -> None:
     # given a secret already read
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
     new = new_key()
     rotate(secretsmanager, secret_id, "http://127.0.0.1:1/api/v2", "pk_rotated", [record_for("alice", new)])
 
     # when less than the max-age has passed, the old value still serves
     clock.now += MAX_AGE - 1
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
 
     # then after it, the new one does
     clock.now += 2
-    assert identify(new, source.get().callers) == "alice"
+    assert identify(new, source.get().callers) == Caller("alice")
     assert identify(CALLER_KEY, source.get().callers) is None
     assert source.panel().key == "pk_rotated"
 
@@ -220,7 +221,7 @@ def test_without_any_value_the_configuration_is_unavailable(source: SecretSource
     assert (raised.value.status, raised.value.code) == (503, "configuration_unavailable")
     # and the next request tries again, since there is nothing to serve meanwhile
     tap.down = False
-    assert identify(CALLER_KEY, source.get().callers) == "alice"
+    assert identify(CALLER_KEY, source.get().callers) == Caller("alice")
 
 
 def test_a_missing_secret_is_unavailable_configuration(secretsmanager: Any, clock: ManualClock) -> None:
@@ -291,3 +292,33 @@ def test_whitespace_around_the_caller_key_header_is_not_part_of_the_key(client: 
         assert answer.status_code == 200, (repr(sent), answer.body)
     for sent in (f"{CALLER_KEY[:8]} {CALLER_KEY[8:]}", f"{CALLER_KEY}\x0b", f"{CALLER_KEY}, {CALLER_KEY}"):
         assert client.get("/balance", key=sent).status_code == 401, repr(sent)
+
+
+# -- what a key may do ------------------------------------------------------------------------------
+
+
+def test_a_record_keeps_its_scopes_own_orders_only_and_caps() -> None:
+    record = record_for("dash", CALLER_KEY, scopes=["orders:read", "balance:read"], own_orders_only=True,
+                        max_order_charge="5", daily_spend_limit="20.50")
+
+    assert identify(CALLER_KEY, [record]) == Caller("dash", frozenset({"orders:read", "balance:read"}), True,
+                                                    Decimal("5"), Decimal("20.50"))
+
+
+@pytest.mark.parametrize("restriction", [{"scopes": "orders:read"}, {"scopes": [1]}, {"own_orders_only": "yes"},
+                                         {"max_order_charge": "-5"}, {"daily_spend_limit": "lots"},
+                                         {"max_order_charge": 5}])
+def test_a_record_whose_restrictions_cannot_be_read_is_refused_rather_than_served_unrestricted(
+        restriction: dict[str, Any]) -> None:
+    record = {**record_for("dash", CALLER_KEY), **restriction}
+    text = json.dumps({"api_url": "http://127.0.0.1:1/api/v2", "api_key": "k", "callers": [record]})
+
+    assert parse_secret(text).callers == []
+
+
+def test_a_scope_this_version_does_not_know_grants_nothing() -> None:
+    record = record_for("dash", CALLER_KEY, scopes=["orders:read"])
+    record["scopes"].append("payments:write")
+
+    caller = identify(CALLER_KEY, [record])
+    assert caller is not None and caller.scopes == frozenset({"orders:read"})

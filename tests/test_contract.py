@@ -55,7 +55,7 @@ class Seen:
         if template is not None:
             self.pairs.add((method.lower(), template[0], answer.status_code))
         is_json = answer.headers.get("Content-Type", "application/json").startswith("application/json")
-        return json.loads(answer.body) if is_json else answer.body
+        return json.loads(answer.body) if is_json and answer.body else answer.body
 
 
 # -- the checker itself ------------------------------------------------------------------------
@@ -329,6 +329,17 @@ def test_every_route_answers_as_documented_on_its_success_and_error_paths(
     send("POST", "/orders/424242/cancel", 404)
     send("POST", "/orders/cancel", 200, json_body={"orders": [done, 424242]})
     send("POST", "/orders/cancel", 413, body=b'{"orders": [1], "pad": "' + b"x" * 300_000 + b'"}')
+    # webhooks (to an address literal: no DNS), and what a caller can get wrong there
+    hook = send("POST", "/webhooks", 201, json_body={"url": "https://93.184.215.14/contract", "events": ["order.*"]})
+    send("POST", "/webhooks", 422, json_body={"url": "https://10.0.0.1/", "events": ["*"]})
+    send("POST", "/webhooks", 400, json_body={"url": "https://93.184.215.14/", "events": []})
+    send("GET", "/webhooks?url=https%3A%2F%2F93.184.215.14%2Fcontract", 200)
+    send("GET", f"/webhooks/{hook['id']}", 200)
+    send("POST", f"/webhooks/{hook['id']}/test", 202)
+    (delivery,) = send("GET", f"/webhooks/{hook['id']}/deliveries", 200)["deliveries"]
+    send("POST", f"/webhooks/{hook['id']}/deliveries/{delivery['id']}/redeliver", 202)
+    send("DELETE", f"/webhooks/{hook['id']}", 204)
+    send("GET", f"/webhooks/{hook['id']}", 404)
     panel.inject("balance", "html_502", times=3)
     send("GET", "/balance", 502)
     panel.stop()

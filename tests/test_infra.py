@@ -26,6 +26,7 @@ from typing import Any
 import pytest
 
 from infra.package import STAGES, PackageError, lint, package
+from chalicelib.dynamo import WORK_INDEX
 from chalicelib.orders.store import UNSETTLED_INDEX
 from local.aws import SECRET_ID, TABLE, create_table
 
@@ -35,13 +36,15 @@ COPIED = ("app.py", "chalicelib", "requirements.txt", ".chalice/config.json", ".
 # What app.py reads that is not a resource name: tunables with defaults in app.py.
 SETTINGS = {"SMM_TIMEOUT_SECONDS", "CATALOGUE_TTL_SECONDS", "SECRET_MAX_AGE_SECONDS",
             "IDEMPOTENCY_RETENTION_DAYS", "IDEMPOTENCY_KEY_REQUIRED", "MAX_ORDER_CHARGE", "DAILY_SPEND_LIMIT",
-            "BALANCE_LOW_THRESHOLD"}
+            "BALANCE_LOW_THRESHOLD", "EVENT_BUS_NAME", "WEBHOOK_RETRY_SECONDS", "WEBHOOK_ALLOW_PRIVATE_TARGETS"}
 # What app.py reads that names a resource, and the type the template must create for it.
-RESOURCES = {"GATEWAY_TABLE": "AWS::DynamoDB::Table", "GATEWAY_SECRET_ID": "AWS::SecretsManager::Secret"}
+RESOURCES = {"GATEWAY_TABLE": "AWS::DynamoDB::Table", "GATEWAY_SECRET_ID": "AWS::SecretsManager::Secret",
+             "WEBHOOK_QUEUE_URL": "AWS::SQS::Queue"}
 TRANSACT_ACTIONS = {"Put": "dynamodb:PutItem", "Update": "dynamodb:UpdateItem", "Delete": "dynamodb:DeleteItem",
                     "ConditionCheck": "dynamodb:ConditionCheckItem"}
 API_GATEWAY_LIMIT = 29.0  # seconds: REST API integration timeout
 DYNAMODB_ALLOWANCE = 4.0  # seconds: the secret read and two transactions, with room for retries
+BUS_ARN = "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/${EventBusName}"
 MEASURED_PEAK_MB = 90  # `python -m infra.measure`: 66 MB (3 000 services) to 86 MB (20 000), + runtime
 
 
@@ -87,6 +90,41 @@ def one(template: dict[str, Any], kind: str) -> tuple[str, dict[str, Any]]:
 def substitute(value: Any, stage: str) -> str:
     """A `Fn::Sub` of the Stage parameter, as CloudFormation resolves it."""
     return str(value["Fn::Sub"]).replace("${Stage}", stage)
+
+
+# chalice's logical ids of the functions app.py makes, and their handlers: the API, the schedule
+# and the webhook worker (an SQS consumer)
+FUNCTIONS = {"APIHandler": "app.app", "SyncStatuses": "app.sync_statuses", "WebhookWorker": "app.deliver_webhooks"}
+EVENT_MAKERS = ("APIHandler", "SyncStatuses")  # the worker only delivers: it reads no balance, puts no event
+
+
+def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    found = resources(template, "AWS::Serverless::Function")
+    assert set(found) == set(FUNCTIONS)
+    return found
+
+
+def policies(template: dict[str, Any], bus: bool = False) -> dict[str, dict[str, Any]]:
+    """Each function's role's one policy document, as CloudFormation makes it with or
+    without an EventBusName (its conditional statements resolved)."""
+    found = {}
+    for name, function in functions(template).items():
+        (role,) = function["Properties"]["Role"]["Fn::GetAtt"][:1]
+        (policy,) = template["Resources"][role]["Properties"]["Policies"]
+        found[name] = {**policy["PolicyDocument"], "Statement": resolved(policy["PolicyDocument"]["Statement"], bus)}
+    return found
+
+
+def resolved(listed: list[dict[str, Any]], bus: bool) -> list[dict[str, Any]]:
+    kept = []
+    for statement in listed:
+        if "Fn::If" in statement:
+            condition, given, absent = statement["Fn::If"]
+            assert condition == "HasEventBus" and absent == {"Ref": "AWS::NoValue"}
+            statement = given if bus else None
+        if statement is not None:
+            kept.append(statement)
+    return kept
 
 
 def statements(policy: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -151,7 +189,7 @@ def test_the_table_is_the_one_the_store_expects(templates: dict[str, dict[str, A
         assert props["KeySchema"] == created["KeySchema"]
         assert props["AttributeDefinitions"] == created["AttributeDefinitions"]
         assert props["GlobalSecondaryIndexes"] == created["GlobalSecondaryIndexes"]
-        assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [UNSETTLED_INDEX]
+        assert [i["IndexName"] for i in props["GlobalSecondaryIndexes"]] == [UNSETTLED_INDEX, WORK_INDEX]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
         assert props["TimeToLiveSpecification"] == ttl == {"Enabled": True, "AttributeName": "expires_at"}
         assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
@@ -168,10 +206,11 @@ def test_every_resource_name_the_code_reads_is_wired_to_a_created_resource(
         assert not re.search(r"os\.environ|getenv\(", module.read_text()), module
 
     for template in templates.values():
-        variables = one(template, "AWS::Serverless::Function")[1]["Properties"]["Environment"]["Variables"]
-        for name, kind in RESOURCES.items():
-            (target,) = variables[name].values()  # {"Ref": ...}: the table's name, the secret's ARN
-            assert template["Resources"][target]["Type"] == kind, name
+        for function in functions(template).values():
+            variables = function["Properties"]["Environment"]["Variables"]
+            for name, kind in RESOURCES.items():
+                (target,) = variables[name].values()  # {"Ref": ...}: the table's name, the secret's ARN
+                assert template["Resources"][target]["Type"] == kind, name
 
 
 def test_the_dev_stack_creates_the_names_the_local_run_emulates(templates: dict[str, dict[str, Any]]) -> None:
@@ -194,16 +233,19 @@ def test_the_secret_is_created_empty_so_no_key_lives_in_the_template(templates: 
 
 def test_the_role_may_act_only_on_the_created_resources(templates: dict[str, dict[str, Any]]) -> None:
     for template in templates.values():
-        role_name, role = one(template, "AWS::IAM::Role")
-        assert one(template, "AWS::Serverless::Function")[1]["Properties"]["Role"] == {"Fn::GetAtt": [role_name, "Arn"]}
-        assert "ManagedPolicyArns" not in role["Properties"]
-        (policy,) = role["Properties"]["Policies"]
-        for statement in policy["PolicyDocument"]["Statement"]:
-            assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
-            assert not any("*" in action for action in actions(statement)), statement["Sid"]
-            (intrinsic, target), = statement["Resource"].items()  # a Ref or GetAtt, never a string
-            name = target[0] if intrinsic == "Fn::GetAtt" else target
-            assert template["Resources"][name]["Type"] in {*RESOURCES.values(), "AWS::Logs::LogGroup"}
+        roles = resources(template, "AWS::IAM::Role")
+        assert {f["Properties"]["Role"]["Fn::GetAtt"][0] for f in functions(template).values()} == set(roles)
+        assert all("ManagedPolicyArns" not in role["Properties"] for role in roles.values())
+        for policy in policies(template, bus=True).values():
+            for statement in policy["Statement"]:
+                assert statement["Effect"] == "Allow" and "NotAction" not in statement and "NotResource" not in statement
+                assert not any("*" in action for action in actions(statement)), statement["Sid"]
+                (intrinsic, target), = statement["Resource"].items()  # a Ref, GetAtt or Sub, never a string
+                if intrinsic == "Fn::Sub":  # an index of the table, or the bus the parameter names
+                    assert target in {"${GatewayTable.Arn}/index/" + WORK_INDEX, BUS_ARN}, target
+                    continue
+                name = target[0] if intrinsic == "Fn::GetAtt" else target
+                assert template["Resources"][name]["Type"] in {*RESOURCES.values(), "AWS::Logs::LogGroup"}
 
 
 def test_the_role_grants_exactly_the_table_actions_the_stores_issue(templates: dict[str, dict[str, Any]]) -> None:
@@ -215,10 +257,20 @@ def test_the_role_grants_exactly_the_table_actions_the_stores_issue(templates: d
     assert "transact_write_items" in source and issued >= {"dynamodb:PutItem", "dynamodb:Query"}
 
     for template in templates.values():
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert actions(granted["GatewayTableItems"]) == issued
-        assert actions(granted["GatewaySecretRead"]) == {"secretsmanager:GetSecretValue"}
-        assert actions(granted["OwnLogGroup"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        given = {name: statements(policy) for name, policy in policies(template, bus=True).items()}
+        for granted in given.values():
+            assert actions(granted["GatewayTableItems"]) == issued
+            assert actions(granted["OwnLogGroup"]) == {"logs:CreateLogStream", "logs:PutLogEvents"}
+        for name in ("APIHandler", "SyncStatuses"):  # both make events, so both publish them
+            assert actions(given[name]["GatewayWorkIndex"]) == {"dynamodb:Query"}  # the sync and the outbox's sweep
+            assert actions(given[name]["GatewaySecretRead"]) == {"secretsmanager:GetSecretValue"}
+            assert actions(given[name]["EventBusPut"]) == {"events:PutEvents"}
+            assert actions(given[name]["WebhookQueueSend"]) == {"sqs:SendMessage"}  # the outbox's webhook sink
+        worker = given["WebhookWorker"]
+        assert {"GatewaySecretRead", "GatewayWorkIndex", "EventBusPut"}.isdisjoint(worker)  # it only delivers
+        # what Lambda's SQS event source needs of the function's role, and the worker's own next attempts
+        assert actions(worker["WebhookQueueConsume"]) == {"sqs:ReceiveMessage", "sqs:DeleteMessage",
+                                                          "sqs:GetQueueAttributes", "sqs:SendMessage"}
 
 
 def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any, panel: Any,
@@ -227,7 +279,7 @@ def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any
     # given a spending cap (so the daily counter is written) and a recorder on the function's clients
     monkeypatch.setenv("DAILY_SPEND_LIMIT", "1000")
     made: set[str] = set()
-    for service in ("dynamodb", "secretsmanager"):
+    for service in ("dynamodb", "secretsmanager", "sqs"):
         gateway.boto_client(service).meta.events.register(
             f"before-parameter-build.{service}", lambda params, model, **_: made.update(iam_actions(model, params)))
     order = {"service": 1, "link": "https://www.instagram.com/p/iam/", "quantity": 100}
@@ -243,24 +295,61 @@ def test_the_role_covers_every_call_the_function_makes(client: Any, gateway: Any
                        headers={"Idempotency-Key": "c"}).status_code == 402
     assert client.get("/orders?limit=5").status_code == 200
     gateway.desk().resolve("alice", "b", None)  # the operator's path (ops orders resolve)
+    webhook = json.loads(client.post("/webhooks", json_body={"url": "https://93.184.215.14/iam",
+                                                             "events": ["*"]}).body)
+    assert client.post(f"/webhooks/{webhook['id']}/test").status_code == 202  # a delivery and its message
+    assert client.request("DELETE", f"/webhooks/{webhook['id']}").status_code == 204
 
     # then the role of either stage allows all of it
     for template in templates.values():
-        policy = one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"]
+        policy = policies(template)["APIHandler"]
         assert made <= set().union(*map(actions, policy["Statement"]))
     assert made >= {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem", "dynamodb:Query",
-                    "dynamodb:GetItem", "secretsmanager:GetSecretValue"}
+                    "dynamodb:GetItem", "secretsmanager:GetSecretValue", "sqs:SendMessage"}
+
+
+def test_the_workers_role_covers_every_call_the_worker_makes(client: Any, gateway: Any, resources: Any,
+                                                             templates: dict[str, dict[str, Any]],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    from local.run import WebhookPoller
+    from tests.loopback import webhook_receiver
+
+    # given a delivery waiting in the queue, to a receiver failing once (a retry) then gone (410)
+    monkeypatch.setenv("WEBHOOK_ALLOW_PRIVATE_TARGETS", "true")
+    monkeypatch.setenv("WEBHOOK_RETRY_SECONDS", "0")
+    made: set[str] = set()
+    with webhook_receiver([500, 410]) as (url, got):
+        webhook = json.loads(client.post("/webhooks", json_body={"url": url, "events": ["*"]}).body)
+        assert client.post(f"/webhooks/{webhook['id']}/test").status_code == 202
+        for service in ("dynamodb", "sqs"):  # from here on, the worker's calls only
+            gateway.boto_client(service).meta.events.register(
+                f"before-parameter-build.{service}", lambda params, model, **_: made.update(iam_actions(model, params)))
+
+        # when the worker (as deployed: app.deliver_webhooks) handles what comes
+        poller = WebhookPoller(resources.new_client("sqs"), os.environ["WEBHOOK_QUEUE_URL"], gateway.deliver_webhooks,
+                               wait_seconds=0)
+        while poller.poll_once():
+            pass
+
+    # then its role allows all of it
+    assert len(got) == 2
+    assert made >= {"dynamodb:GetItem", "dynamodb:ConditionCheckItem", "dynamodb:UpdateItem", "sqs:SendMessage"}
+    for template in templates.values():
+        assert made <= set().union(*map(actions, policies(template)["WebhookWorker"]["Statement"]))
 
 
 def test_the_committed_policies_name_only_their_own_stages_resources(
         templates: dict[str, dict[str, Any]]) -> None:
     for stage, template in templates.items():
+        # chalice gives every function's role the stage's one policy file, so it holds what any
+        # role has; the bus's statement exists only with an EventBusName, so the file (for
+        # `chalice deploy`) leaves it out
         committed = statements(json.loads((ROOT / f".chalice/policy-{stage}.json").read_text()))
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert committed.keys() == granted.keys()
+        given = [statements(policy) for policy in policies(template).values()]
+        assert committed.keys() == set().union(*given)
         for sid, statement in committed.items():
-            assert actions(statement) == actions(granted[sid]) and statement["Resource"] != "*"
-            assert not any("*" in action for action in actions(statement))
+            assert all(actions(statement) == actions(granted[sid]) for granted in given if sid in granted)
+            assert statement["Resource"] != "*" and not any("*" in action for action in actions(statement))
         for other in STAGES:  # the ARNs the stack creates for `other`, in some account and region
             arns = created_arns(template, other)
             for sid, arn in arns.items():
@@ -282,8 +371,62 @@ def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dic
     assert index["Resource"] == f"arn:aws:dynamodb:*:*:table/{table}/index/{UNSETTLED_INDEX}"
     assert items["Action"] == ["dynamodb:GetItem", "dynamodb:Query", "dynamodb:UpdateItem", "dynamodb:DeleteItem"]
     for template in templates.values():
-        granted = statements(one(template, "AWS::IAM::Role")[1]["Properties"]["Policies"][0]["PolicyDocument"])
-        assert granted["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
+        for policy in policies(template).values():
+            assert statements(policy)["GatewayTableItems"]["Resource"] == {"Fn::GetAtt": ["GatewayTable", "Arn"]}
+
+
+# -- the schedule and the event bus ------------------------------------------------------
+
+
+def test_the_scheduled_function_runs_app_sync_statuses_every_minute(built: dict[str, Path]) -> None:
+    for path in built.values():
+        deployed = json.loads(path.with_name("cfn.json").read_text())  # after the SAM transform
+        (rule,) = resources(deployed, "AWS::Events::Rule").values()
+        assert rule["Properties"]["ScheduleExpression"] == "rate(1 minute)"
+        (target,) = rule["Properties"]["Targets"]
+        assert target["Arn"] == {"Fn::GetAtt": ["SyncStatuses", "Arn"]}
+        assert deployed["Resources"]["SyncStatuses"]["Properties"]["Handler"] == FUNCTIONS["SyncStatuses"]
+    import app
+
+    assert callable(app.sync_statuses) and "sync_statuses" in app.app.handler_map
+
+
+def test_the_scheduled_function_logs_where_the_alarms_look_and_a_failed_run_waits_for_the_next(
+        templates: dict[str, dict[str, Any]]) -> None:
+    for template in templates.values():
+        props = functions(template)["SyncStatuses"]["Properties"]
+        assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ApiHandlerLogGroup"}}  # ErrorLines counts its errors
+        # Lambda would retry a failed run twice more beside the next minute's: no retries, no stale runs
+        assert props["EventInvokeConfig"] == {"MaximumEventAgeInSeconds": 60, "MaximumRetryAttempts": 0}
+        assert props["Timeout"] < 60  # a run ends before the next one starts
+        (alarm,) = [a for a in resources(template, "AWS::CloudWatch::Alarm").values()
+                    if a["Properties"].get("Dimensions") == [{"Name": "FunctionName", "Value": {"Ref": "SyncStatuses"}}]]
+        assert alarm["Properties"]["MetricName"] == "Errors" and alarm["Properties"]["DatapointsToAlarm"] == 3
+
+
+def test_prod_runs_one_sync_at_a_time(templates: dict[str, dict[str, Any]]) -> None:
+    reserved = {name: f["Properties"].get("ReservedConcurrentExecutions")
+                for name, f in functions(templates["prod"]).items()}
+    assert reserved == {"APIHandler": 10, "SyncStatuses": 1, "WebhookWorker": 10}
+    assert all("ReservedConcurrentExecutions" not in f["Properties"] for f in functions(templates["dev"]).values())
+
+
+def test_the_event_bus_is_optional_and_only_the_named_bus_may_be_put_to(templates: dict[str, dict[str, Any]]) -> None:
+    for template in templates.values():
+        parameter = template["Parameters"]["EventBusName"]
+        assert parameter["Default"] == ""
+        pattern = re.compile(parameter["AllowedPattern"])
+        for allowed in ("", "default", "smm-gateway-events", "aws.partner/example.com/123/orders"):
+            assert pattern.match(allowed), allowed
+        for refused in ("*", "bus*", "two words", "arn:aws:events:us-east-1:1:event-bus/x"):
+            assert not pattern.match(refused), refused
+        assert template["Conditions"]["HasEventBus"] == {"Fn::Not": [{"Fn::Equals": [{"Ref": "EventBusName"}, ""]}]}
+        for name in EVENT_MAKERS:
+            variables = functions(template)[name]["Properties"]["Environment"]["Variables"]
+            assert variables["EVENT_BUS_NAME"] == {"Ref": "EventBusName"}
+            without, given = policies(template)[name], policies(template, bus=True)[name]
+            assert "EventBusPut" not in statements(without)  # no bus: no permission at all
+            assert statements(given)["EventBusPut"]["Resource"] == {"Fn::Sub": BUS_ARN}
 
 
 # -- Lambda settings ---------------------------------------------------------------------
@@ -291,8 +434,9 @@ def test_the_operators_policy_queries_exactly_the_unsettled_index(templates: dic
 
 def test_the_function_runs_the_python_the_tests_run_on(templates: dict[str, dict[str, Any]]) -> None:
     for template in templates.values():
-        runtime = one(template, "AWS::Serverless::Function")[1]["Properties"]["Runtime"]
-        assert runtime == f"python{sys.version_info.major}.{sys.version_info.minor}" == "python3.11"
+        for function in functions(template).values():
+            runtime = function["Properties"]["Runtime"]
+            assert runtime == f"python{sys.version_info.major}.{sys.version_info.minor}" == "python3.11"
 
 
 def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
@@ -302,7 +446,7 @@ def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
     connect = inspect.signature(PanelClient).parameters["connect_timeout"].default
     source = (ROOT / "app.py").read_text()
     for template in templates.values():
-        props = one(template, "AWS::Serverless::Function")[1]["Properties"]
+        props = functions(template)["APIHandler"]["Properties"]
         upstream = float(props["Environment"]["Variables"].get("SMM_TIMEOUT_SECONDS")
                          or re.search(r'env\("SMM_TIMEOUT_SECONDS", "([\d.]+)"\)', source)[1])  # type: ignore[index]
         lease = upstream * 2 + 30  # app.desk(): a claim another request may take over after this
@@ -313,8 +457,9 @@ def test_the_timeout_covers_an_order_and_ends_before_api_gateway_and_the_lease(
 def test_memory_leaves_room_over_the_measured_peak(templates: dict[str, dict[str, Any]]) -> None:
     config = json.loads((ROOT / ".chalice/config.json").read_text())
     for stage, template in templates.items():
-        memory = one(template, "AWS::Serverless::Function")[1]["Properties"]["MemorySize"]
-        assert memory == config["stages"][stage]["lambda_memory_size"] >= 2 * MEASURED_PEAK_MB
+        for function in functions(template).values():
+            memory = function["Properties"]["MemorySize"]
+            assert memory == config["stages"][stage]["lambda_memory_size"] >= 2 * MEASURED_PEAK_MB
 
 
 # -- make deploy ---------------------------------------------------------------------------
@@ -352,12 +497,40 @@ def test_deploy_sets_alarm_email_and_balance_threshold_only_when_asked(built: di
                          "threshold cleared": ["Stage=dev", "BalanceLowThreshold="]}
 
 
+def test_deploy_names_the_event_bus_only_when_asked(built: dict[str, Path], tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("ALARM_EMAIL", "BALANCE_LOW_THRESHOLD", "EVENT_BUS_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    overrides = {}
+    for name, env in (("unset", {}), ("given", {"EVENT_BUS_NAME": "orders-bus"}), ("cleared", {"EVENT_BUS_NAME": ""})):
+        run = run_deploy("dev", built["dev"].parent, tmp_path / name, quota=1000, env=env)
+        (deployed,) = [c for c in run.aws if c[:2] == ["cloudformation", "deploy"]]
+        overrides[name] = deployed[deployed.index("--parameter-overrides") + 1:deployed.index("--capabilities")]
+
+    assert overrides == {"unset": ["Stage=dev"], "given": ["Stage=dev", "EventBusName=orders-bus"],
+                         "cleared": ["Stage=dev", "EventBusName="]}
+
+
 def test_deploy_stops_before_anything_when_the_account_cannot_reserve_concurrency(
         built: dict[str, Path], tmp_path: Path) -> None:
     calls = run_deploy("prod", built["prod"].parent, tmp_path, quota=10)
 
     assert calls.returncode == 1 and "concurrency quota" in calls.stderr
     assert not [c for c in calls.aws if c[0] in {"cloudformation", "s3"}]
+
+
+def test_deploy_counts_the_reservations_of_every_function(built: dict[str, Path], tmp_path: Path) -> None:
+    # prod reserves 10 for the API, 1 for the schedule and 10 for the webhook worker: 31 with
+    # the 10 AWS keeps unreserved
+    reserved = json.loads(built["prod"].read_text())
+    assert {name: f["Properties"].get("ReservedConcurrentExecutions") for name, f in functions(reserved).items()} == {
+        "APIHandler": 10, "SyncStatuses": 1, "WebhookWorker": 10}
+
+    short = run_deploy("prod", built["prod"].parent, tmp_path / "short", quota=30)
+    enough = run_deploy("prod", built["prod"].parent, tmp_path / "enough", quota=31)
+
+    assert short.returncode == 1 and "reserves 21 concurrent executions" in short.stderr
+    assert enough.returncode == 0, enough.stderr
 
 
 def test_make_wires_package_and_deploy_to_these_scripts() -> None:
@@ -397,10 +570,14 @@ def created_arns(template: dict[str, Any], stage: str) -> dict[str, str]:
     return {
         "GatewayTableItems": where.format("dynamodb") + "table/" + substitute(
             res["GatewayTable"]["Properties"]["TableName"], stage),
+        "GatewayWorkIndex": where.format("dynamodb") + "table/" + substitute(
+            res["GatewayTable"]["Properties"]["TableName"], stage) + "/index/" + WORK_INDEX,
         "GatewaySecretRead": where.format("secretsmanager") + "secret:" + substitute(
             res["GatewaySecret"]["Properties"]["Name"], stage) + "-Ab12Cd",
         "OwnLogGroup": where.format("logs") + "log-group:" + substitute(
             res["ApiHandlerLogGroup"]["Properties"]["LogGroupName"], stage) + ":log-stream:2026/11/27/x",
+        "WebhookQueueSend": where.format("sqs") + substitute(res["WebhookQueue"]["Properties"]["QueueName"], stage),
+        "WebhookQueueConsume": where.format("sqs") + substitute(res["WebhookQueue"]["Properties"]["QueueName"], stage),
     }
 
 
@@ -564,14 +741,14 @@ def test_every_alarm_notifies_the_one_topic_and_email_subscribes_only_when_given
     for template in templates.values():
         (topic, _), = resources(template, "AWS::SNS::Topic").items()
         alarms = resources(template, "AWS::CloudWatch::Alarm")
-        assert len(alarms) == 6
+        assert len(alarms) == 8
         for name, alarm in alarms.items():
             props = alarm["Properties"]
             assert props["AlarmActions"] == props["OKActions"] == [{"Ref": topic}], name
             assert props["TreatMissingData"] == "notBreaching", name
             metrics = {m["MetricStat"]["Metric"]["MetricName"] for m in props.get("Metrics", []) if "MetricStat" in m}
             used = metrics or {props["MetricName"]}
-            if props.get("Namespace") != "AWS/Lambda":  # the function's own Errors metric needs no filter
+            if props.get("Namespace") not in ("AWS/Lambda", "AWS/SQS"):  # AWS's own metrics need no filter
                 assert used <= set(metric_filters(template)), name
         (subscription,) = resources(template, "AWS::SNS::Subscription").values()
         assert subscription["Properties"]["Endpoint"] == {"Ref": "AlarmEmail"}
@@ -587,8 +764,9 @@ def test_the_function_takes_its_balance_threshold_from_an_optional_parameter_it_
     from chalicelib.account import threshold
 
     for template in templates.values():
-        variables = one(template, "AWS::Serverless::Function")[1]["Properties"]["Environment"]["Variables"]
-        assert variables["BALANCE_LOW_THRESHOLD"] == {"Ref": "BalanceLowThreshold"}
+        for name in EVENT_MAKERS:
+            variables = functions(template)[name]["Properties"]["Environment"]["Variables"]
+            assert variables["BALANCE_LOW_THRESHOLD"] == {"Ref": "BalanceLowThreshold"}
         parameter = template["Parameters"]["BalanceLowThreshold"]
         assert parameter["Default"] == ""
         pattern = re.compile(parameter["AllowedPattern"])
@@ -604,3 +782,54 @@ def test_the_runbook_has_a_row_for_every_alarm(templates: dict[str, dict[str, An
         for alarm in resources(template, "AWS::CloudWatch::Alarm").values():
             suffix = alarm["Properties"]["AlarmName"]["Fn::Sub"].removeprefix("smm-gateway-${Stage}-")
             assert re.search(rf"^\| `{suffix}` \|", runbook, re.M), suffix
+
+
+# -- webhooks --------------------------------------------------------------------------------------
+
+
+def test_the_webhook_queue_is_the_one_the_local_run_creates_and_feeds_the_worker(
+        templates: dict[str, dict[str, Any]]) -> None:
+    from local.aws import MAX_RECEIVES, QUEUE, VISIBILITY_SECONDS, create_queue
+
+    expected = Recorder()
+    expected.create_queue = lambda **params: expected.calls.setdefault("queues", []).append(params) or {  # type: ignore[method-assign]
+        "QueueUrl": params["QueueName"]}
+    expected.get_queue_attributes = lambda **_: {"Attributes": {"QueueArn": "dlq-arn"}}  # type: ignore[method-assign]
+    create_queue(expected)
+    dead, main = expected.calls["queues"]
+    for stage, template in templates.items():
+        res = template["Resources"]
+        queue = res["WebhookQueue"]["Properties"]
+        assert substitute(queue["QueueName"], "dev") == QUEUE == main["QueueName"]
+        assert substitute(res["WebhookDeadLetterQueue"]["Properties"]["QueueName"], "dev") == dead["QueueName"]
+        assert queue["VisibilityTimeout"] == VISIBILITY_SECONDS == int(main["Attributes"]["VisibilityTimeout"])
+        assert queue["RedrivePolicy"] == {"deadLetterTargetArn": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "Arn"]},
+                                          "maxReceiveCount": MAX_RECEIVES}
+        assert json.loads(main["Attributes"]["RedrivePolicy"])["maxReceiveCount"] == MAX_RECEIVES
+        # a message's visibility outlasts the worker's run and its claim on an attempt
+        from chalicelib.webhooks.deliveries import LEASE_SECONDS
+        worker = functions(template)["WebhookWorker"]["Properties"]
+        assert worker["Timeout"] < LEASE_SECONDS < queue["VisibilityTimeout"]
+        assert worker["Handler"] == "app.deliver_webhooks"
+        (source,) = worker["Events"].values()
+        assert source["Type"] == "SQS" and source["Properties"]["BatchSize"] == 1
+        assert source["Properties"]["Queue"] == {"Fn::GetAtt": ["WebhookQueue", "Arn"]}
+        assert worker["LoggingConfig"] == {"LogGroup": {"Ref": "ApiHandlerLogGroup"}}
+
+
+def test_the_dead_letter_alarm_watches_the_dead_letter_queue(templates: dict[str, dict[str, Any]]) -> None:
+    for template in templates.values():
+        alarm = template["Resources"]["WebhookDeadLetterAlarm"]["Properties"]
+        assert (alarm["Namespace"], alarm["MetricName"]) == ("AWS/SQS", "ApproximateNumberOfMessagesVisible")
+        assert alarm["Dimensions"] == [{"Name": "QueueName",
+                                        "Value": {"Fn::GetAtt": ["WebhookDeadLetterQueue", "QueueName"]}}]
+        assert alarm["Threshold"] == 1 and alarm["ComparisonOperator"] == "GreaterThanOrEqualToThreshold"
+
+
+def test_no_deployed_function_allows_private_webhook_targets(templates: dict[str, dict[str, Any]]) -> None:
+    config = json.loads((ROOT / ".chalice/config.json").read_text())
+    for stage, template in templates.items():
+        assert "WEBHOOK_ALLOW_PRIVATE_TARGETS" not in config["stages"][stage]["environment_variables"]
+        for function in functions(template).values():
+            variables = function["Properties"]["Environment"]["Variables"]
+            assert "WEBHOOK_ALLOW_PRIVATE_TARGETS" not in variables  # app.py's default: false

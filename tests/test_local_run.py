@@ -39,7 +39,7 @@ HTTP_TIMEOUT = 10.0
 # Settings the shared fixtures put into this process's environment (conftest's `aws`)
 # must not leak into the run under test: it has to work from a bare shell.
 _NOT_INHERITED = ("AWS_", "SMM_", "GATEWAY_", "CATALOGUE_", "IDEMPOTENCY_", "MAX_ORDER_",
-                  "DAILY_SPEND_", "BALANCE_LOW_", "SECRET_MAX_AGE_", "PORT")
+                  "DAILY_SPEND_", "BALANCE_LOW_", "SECRET_MAX_AGE_", "PORT", "WEBHOOK_")
 
 
 @dataclass
@@ -600,3 +600,55 @@ def test_head_is_answered_without_a_body_so_the_connection_stays_in_step(strict_
         assert (health.status, json.loads(health.read())) == (200, {"status": "ok"})
     finally:
         connection.close()
+
+
+def test_a_loopback_receiver_subscribed_to_the_local_run_gets_signed_deliveries_and_ctrl_c_stops_the_worker(
+        local_run: Callable[..., LocalRun]) -> None:
+    from standardwebhooks.webhooks import Webhook as Verifier
+
+    from tests.loopback import webhook_receiver
+
+    run = local_run()
+    run.wait_ready()
+    key = {"X-API-Key": CALLER_KEY}
+    with webhook_receiver() as (url, got):
+        # http and loopback are allowed under make run (WEBHOOK_ALLOW_PRIVATE_TARGETS=true)
+        created = requests.post(run.base + "/webhooks", json={"url": url, "events": ["*"]}, headers=key,
+                                timeout=HTTP_TIMEOUT)
+        assert created.status_code == 201, created.text
+        webhook = created.json()
+        sent = requests.post(f"{run.base}/webhooks/{webhook['id']}/test", headers=key, timeout=HTTP_TIMEOUT)
+        assert sent.status_code == 202, sent.text
+        deadline = time.monotonic() + READY_WITHIN  # the worker thread polls moto's SQS: seconds, not minutes
+        while not got and time.monotonic() < deadline:
+            time.sleep(0.1)
+
+    assert len(got) == 1, run.errors()
+    assert Verifier(webhook["secret"]).verify(got[0].body, got[0].headers)["id"] == sent.json()["id"]
+    assert run.interrupt() == 0
+    assert "Traceback" not in run.errors()
+
+
+def test_a_key_made_with_the_banners_ops_environment_works_at_the_run_with_its_scopes(
+        local_run: Callable[..., LocalRun]) -> None:
+    # given a run that re-reads its secret at once, and the environment its banner prints for ops
+    run = local_run(SECRET_MAX_AGE_SECONDS="0")
+    run.wait_ready()
+    line = next(line for line in run.output().splitlines() if "python -m ops callers list" in line)
+    ops_env = dict(word.split("=", 1) for word in line.split() if "=" in word)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(_NOT_INHERITED)} | ops_env
+
+    # when an operator makes a read-only key with it
+    made = subprocess.run([sys.executable, "-m", "ops", "--json", "callers", "create", "dashboard",
+                           "--scopes", "orders:read"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=60, check=False)
+
+    # then the run knows the key, and what it may not do
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)["key"]
+    assert run.get("/orders", key=key).status_code == 200
+    refused = run.get("/balance", key=key)
+    assert refused.status_code == 403 and refused.json()["error"]["details"] == {"required_scope": "balance:read"}
+    assert run.get("/balance").status_code == 200  # GATEWAY_API_KEY keeps every scope
+    assert "SECRET_MAX_AGE_SECONDS=0 s" in run.output()
+    assert run.interrupt() == 0

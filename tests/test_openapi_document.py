@@ -44,6 +44,13 @@ CONTRACT_ROUTES = {
     ("get", "/openapi.json"),
     ("get", "/openapi.yaml"),
     ("get", "/swagger.json"),
+    ("post", "/webhooks"),
+    ("get", "/webhooks"),
+    ("get", "/webhooks/{webhook_id}"),
+    ("delete", "/webhooks/{webhook_id}"),
+    ("post", "/webhooks/{webhook_id}/test"),
+    ("get", "/webhooks/{webhook_id}/deliveries"),
+    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"),
 }
 
 PUBLIC_ROUTES = {
@@ -55,10 +62,10 @@ PUBLIC_ROUTES = {
 
 # Every status each route can answer. Every route: 400 (unknown or repeated query
 # parameters are refused everywhere). Reads of the panel: 400 (bad ids/query),
-# 401, 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
+# 401, 403 (the key's scope), 404 (single resources), 502/503/504. Every POST: 415 (Chalice checks the
 # Content-Type of each request); with a body also 413. 402 and 409 only where an
 # order is placed; 422 where the panel or catalogue can refuse.
-_PANEL = {"401", "502", "503", "504"}
+_PANEL = {"401", "403", "502", "503", "504"}
 EXPECTED_STATUSES = {
     ("get", "/health"): {"200", "400"},
     ("get", "/balance"): {"200", "400"} | _PANEL,
@@ -76,16 +83,26 @@ EXPECTED_STATUSES = {
     ("get", "/openapi.json"): {"200", "400"},
     ("get", "/openapi.yaml"): {"200", "400"},
     ("get", "/swagger.json"): {"200", "400"},
+    # Webhooks touch only DynamoDB and SQS: 503 when they fail, never 502/504.
+    ("post", "/webhooks"): {"201", "400", "401", "403", "413", "415", "422", "503"},
+    ("get", "/webhooks"): {"200", "400", "401", "403", "503"},
+    ("get", "/webhooks/{webhook_id}"): {"200", "400", "401", "403", "404", "503"},
+    ("delete", "/webhooks/{webhook_id}"): {"204", "400", "401", "403", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/test"): {"202", "400", "401", "403", "404", "415", "503"},
+    ("get", "/webhooks/{webhook_id}/deliveries"): {"200", "400", "401", "403", "404", "503"},
+    ("post", "/webhooks/{webhook_id}/deliveries/{delivery_id}/redeliver"): {"202", "400", "401", "403", "404", "409", "415",
+                                                                              "422", "503"},
 }
 
 # docs/architecture.md, "Error codes".
 CODES_BY_STATUS = {
     "400": {"validation_error", "idempotency_key_required"},
     "401": {"unauthorized"},
+    "403": {"forbidden"},
     "402": {"insufficient_funds"},
-    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found"},
+    "404": {"not_found", "order_not_found", "refill_not_found", "service_not_found", "webhook_not_found"},
     "405": {"method_not_allowed"},
-    "409": {"idempotency_in_progress", "outcome_unknown"},
+    "409": {"idempotency_in_progress", "outcome_unknown", "delivery_in_progress"},
     "413": {"payload_too_large"},
     "414": {"uri_too_long"},
     "415": {"unsupported_media_type"},
@@ -99,11 +116,14 @@ CODES_BY_STATUS = {
         "upstream_rejected",
         "idempotency_key_reused",
         "spending_limit_exceeded",
+        "invalid_webhook_url",
+        "webhook_limit_reached",
+        "delivery_attempts_exhausted",
     },
     "431": {"headers_too_large"},
     "500": {"internal_error"},
     "502": {"upstream_bad_response", "upstream_auth_failed", "outcome_unknown"},
-    "503": {"upstream_unavailable", "storage_unavailable", "configuration_unavailable"},
+    "503": {"upstream_unavailable", "storage_unavailable", "configuration_unavailable", "queue_unavailable"},
     "504": {"upstream_timeout", "outcome_unknown"},
 }
 ALL_CODES = set().union(*CODES_BY_STATUS.values())
@@ -134,8 +154,9 @@ SCHEMAS_THE_CODE_READS = {
     "CancelBatchRequest",
     "CancelBatchResult",
     "CancelBatchItem",
+    "WebhookRequest",
 }
-CLOSED_SCHEMAS = {"OrderRequest", "RefillBatchRequest", "CancelBatchRequest"}
+CLOSED_SCHEMAS = {"OrderRequest", "RefillBatchRequest", "CancelBatchRequest", "WebhookRequest"}
 
 ORDER_STATES = ["pending", "in_progress", "processing", "completed", "partial", "canceled", "unknown"]
 LEDGER_STATES = ORDER_STATES + ["submitting"]
@@ -329,9 +350,9 @@ def test_servers_point_at_the_local_gateway(spec):
     assert spec["servers"] == [{"url": "http://127.0.0.1:8000"}]
 
 
-def test_the_tags_are_the_six_areas_of_the_api(spec):
+def test_the_tags_are_the_areas_of_the_api(spec):
     names = [tag["name"] for tag in spec["tags"]]
-    assert names == ["health", "account", "services", "orders", "refills", "spec"]
+    assert names == ["health", "account", "services", "orders", "refills", "webhooks", "spec"]
     assert all(tag.get("description") for tag in spec["tags"])
 
 
@@ -894,7 +915,9 @@ def test_the_swagger_document_labels_fields_for_power_automate(swagger):
 def test_the_swagger_document_keeps_every_example(spec, swagger):
     for path, item in spec["paths"].items():
         for method, operation in item.items():
-            for status in operation["responses"]:
+            for status, documented in operation["responses"].items():
+                if not resolve(spec, documented).get("content"):
+                    continue  # 204: no body, nothing to show
                 response = swagger["paths"][path][method]["responses"][status]
                 response = swagger["responses"][response["$ref"].split("/")[-1]] if "$ref" in response \
                     else response
@@ -935,3 +958,32 @@ def test_redocly_recommended_finds_nothing_in_either_document(tmp_path):
                     for p in found["problems"]]
         assert found["totals"] == {"errors": 0, "warnings": 0, "ignored": 0}, (document, problems)
         assert run.returncode == 0, run.stderr[-3000:]
+
+
+def test_the_swagger_document_makes_subscribing_a_power_automate_webhook_trigger(swagger):
+    subscribe = swagger["paths"]["/webhooks"]["post"]
+    assert subscribe["x-ms-trigger"] == "single"
+    assert subscribe["x-ms-notification-content"]["schema"] == {"$ref": "#/definitions/WebhookEvent"}
+    assert "WebhookEvent" in swagger["definitions"]
+    (body,) = [p for p in subscribe["parameters"] if p["in"] == "body"]
+    url = swagger["definitions"][body["schema"]["$ref"].split("/")[-1]]["properties"]["url"]
+    assert url["x-ms-notification-url"] is True and url["x-ms-visibility"] == "internal"
+    assert "Location" in subscribe["responses"]["201"]["headers"]  # where Power Automate sends its DELETE
+    unsubscribe = swagger["paths"]["/webhooks/{webhook_id}"]["delete"]
+    assert unsubscribe["x-ms-visibility"] == "internal" and "204" in unsubscribe["responses"]
+
+
+def test_the_delivery_payload_and_its_signature_headers_are_documented(spec):
+    callback = spec["paths"]["/webhooks"]["post"]["callbacks"]["delivery"]["{$request.body#/url}"]["post"]
+    headers = {resolve(spec, p)["name"] for p in callback["parameters"]}
+    assert headers == {"webhook-id", "webhook-timestamp", "webhook-signature"}
+    schema = callback["requestBody"]["content"]["application/json"]["schema"]
+    assert schema == {"$ref": "#/components/schemas/WebhookEvent"}
+
+
+def test_the_event_types_of_webhooks_are_the_gateways(spec):
+    from chalicelib.events import model
+
+    schemas = spec["components"]["schemas"]
+    assert set(schemas["EventType"]["enum"]) == set(model.TYPES)
+    assert set(schemas["EventFilter"]["enum"]) == set(model.TYPES) | set(model.FAMILIES) | {"*"}

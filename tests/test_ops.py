@@ -19,6 +19,7 @@ from typing import Any, Iterator
 import pytest
 
 from local.aws import SECRET_ID, TABLE, EmbeddedAws, create_table
+from chalicelib.callers import SCOPES, new_key, record_for
 from ops import cli
 from ops.secret_doc import OpsError, SecretDocument
 from sandbox import DEFAULT_KEY, SandboxPanel
@@ -189,6 +190,115 @@ def test_a_caller_name_cannot_carry_the_tables_separator(configured: SandboxPane
     code, out, err = ops("callers", "create", "a#b")
 
     assert code == 1 and out == "" and "caller name" in err
+
+
+# -- scopes and limits -------------------------------------------------------------
+
+
+def test_create_with_json_prints_one_object_with_the_key_and_what_it_may_do(configured: SandboxPanel,
+                                                                            http: Any) -> None:
+    code, out, err = ops("--json", "callers", "create", "dashboard", "--scopes", "orders:read,services:read",
+                         "--own-orders-only", "--daily-spend-limit", "25")
+
+    created = json.loads(out)
+    assert code == 0, err
+    assert {"name", "key", "key_id", "scopes"} <= set(created)
+    assert created["name"] == "dashboard" and created["scopes"] == ["services:read", "orders:read"]
+    assert created["own_orders_only"] is True and created["daily_spend_limit"] == "25"
+    api = Api(http, key=created["key"])
+    assert api.get("/orders").status_code == 200
+    refused = api.get("/balance")
+    assert refused.status_code == 403
+    assert json.loads(refused.body)["error"]["details"] == {"required_scope": "balance:read"}
+
+
+def test_a_new_key_gets_every_scope_unless_told_otherwise(configured: SandboxPanel) -> None:
+    code, out, _ = ops("--json", "callers", "create", "operator")
+
+    assert code == 0 and json.loads(out)["scopes"] == list(SCOPES)
+    assert json.loads(out)["own_orders_only"] is False and json.loads(out)["max_order_charge"] is None
+
+
+@pytest.mark.parametrize("options", [["--scopes", "orders:delete"], ["--scopes", ""],
+                                     ["--max-order-charge", "-1"], ["--daily-spend-limit", "lots"],
+                                     ["--max-order-charge", "NaN"]])
+def test_an_unknown_scope_or_an_amount_that_is_not_one_is_refused(configured: SandboxPanel, aws: EmbeddedAws,
+                                                                 options: list[str]) -> None:
+    with pytest.raises(SystemExit) as refused:
+        ops("callers", "create", "zapier", *options)
+
+    assert refused.value.code == 2 and stored(aws)["callers"] == []
+
+
+def test_list_shows_each_keys_scopes_and_limits_never_its_hash(configured: SandboxPanel, aws: EmbeddedAws) -> None:
+    new_caller("reader", "--scopes", "orders:read", "--own-orders-only")
+    new_caller("zapier", "--max-order-charge", "5", "--daily-spend-limit", "50")
+    aws.client("secretsmanager").put_secret_value(SecretId=SECRET_ID, SecretString=json.dumps(
+        {**stored(aws), "callers": [*stored(aws)["callers"], {"name": "old", "salt": "ab" * 16, "hash": "cd" * 32}]}))
+
+    code, plain, _ = ops("callers", "list")
+    listed = {e["name"]: e for e in json.loads(ops("--json", "callers", "list")[1])}
+
+    assert code == 0 and "scopes=orders:read" in plain and "own_orders_only=True" in plain
+    assert listed["reader"]["scopes"] == ["orders:read"] and listed["reader"]["own_orders_only"] is True
+    assert (listed["zapier"]["max_order_charge"], listed["zapier"]["daily_spend_limit"]) == ("5", "50")
+    assert listed["old"]["scopes"] == list(SCOPES)  # made before scopes: every one
+    for record in stored(aws)["callers"]:
+        assert record["hash"] not in plain and "hash" not in listed[record["name"]]
+
+
+def test_update_changes_scopes_and_limits_and_the_key_stays_the_same(configured: SandboxPanel, http: Any,
+                                                                     aws: EmbeddedAws) -> None:
+    api = Api(http, key=new_caller())
+    (key_id,) = [e["key_id"] for e in json.loads(ops("--json", "callers", "list")[1])]
+    hashed = stored(aws)["callers"][0]["hash"]
+
+    assert ops("callers", "update", "zapier", "--key-id", key_id, "--scopes", "orders:read,orders:write",
+               "--max-order-charge", "0.05")[0] == 0
+    balance = api.get("/balance")
+    capped = api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-cap"})  # 0.09
+    assert ops("callers", "update", "zapier", "--max-order-charge", "none", "--scopes", "all")[0] == 0
+
+    assert balance.status_code == 403
+    assert capped.status_code == 422 and json.loads(capped.body)["error"]["code"] == "spending_limit_exceeded"
+    assert api.post("/orders", json_body=ORDER, headers={"Idempotency-Key": "zap-cap"}).status_code == 201
+    assert api.get("/balance").status_code == 200
+    assert stored(aws)["callers"][0]["hash"] == hashed and "max_order_charge" not in stored(aws)["callers"][0]
+
+
+def test_update_needs_a_change_and_a_key_that_exists(configured: SandboxPanel) -> None:
+    new_caller()
+
+    assert "nothing to change" in ops("callers", "update", "zapier")[2]
+    assert "no key of caller" in ops("callers", "update", "zapier", "--key-id", "00000000", "--all-orders")[2]
+    assert "no key of caller" in ops("callers", "update", "nobody", "--all-orders")[2]
+
+
+def test_a_rotated_key_keeps_the_scopes_and_limits_of_the_key_it_replaces(configured: SandboxPanel) -> None:
+    new_caller("dashboard", "--scopes", "orders:read", "--own-orders-only", "--daily-spend-limit", "9")
+
+    _, out, _ = ops("--json", "callers", "create", "dashboard", "--additional")
+    _, widened, _ = ops("--json", "callers", "create", "dashboard", "--additional", "--scopes", "all")
+
+    assert json.loads(out)["scopes"] == ["orders:read"] and json.loads(out)["own_orders_only"] is True
+    assert json.loads(out)["daily_spend_limit"] == "9"
+    assert json.loads(widened)["scopes"] == list(SCOPES) and json.loads(widened)["daily_spend_limit"] == "9"
+
+
+def test_a_key_the_secret_has_no_room_for_is_refused_and_nothing_changes(configured: SandboxPanel,
+                                                                        aws: EmbeddedAws) -> None:
+    # given the secret holding 130 keys of the largest form (a 64-character name, every scope, both caps)
+    doc = SecretDocument(aws.client("secretsmanager"), SECRET_ID)
+    largest = {**record_for("n" * 64, new_key(), scopes=SCOPES, own_orders_only=True,
+                            max_order_charge="99999.99", daily_spend_limit="999999.99"),
+               "created_at": "2026-11-30T06:13:21+00:00"}
+    doc.update(lambda data: data.setdefault("callers", []).extend([largest] * 130))
+    before = stored(aws)
+
+    code, _, err = ops("callers", "create", "n" * 64, "--additional", "--daily-spend-limit", "999999.99")
+
+    assert code == 1 and "65536" in err
+    assert stored(aws) == before
 
 
 # -- orders ------------------------------------------------------------------------

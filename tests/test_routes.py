@@ -238,6 +238,38 @@ def test_refills_in_bulk_answer_each_order_and_ask_each_once(client: Any, panel:
     assert calls(panel, "refill") == [{"action": "refill", "orders": f"{done},{pending},999"}]
 
 
+def test_refills_made_through_the_gateway_are_recorded_as_their_callers(client: Any, gateway: Any,
+                                                                        panel: SandboxPanel) -> None:
+    # given one refill made alone and a batch where one order is refused
+    done, other = completed(panel), completed(panel, link=LINK + "/other")
+    pending = place(panel, link=LINK + "/pending")
+    single = ok(client.post(f"/orders/{done}/refill"), 201)["id"]
+    batch = ok(client.post("/refills", json_body={"orders": [other, pending]}))["refills"]
+
+    # then exactly the refills the panel made are alice's; a refill no one asked for here is no one's
+    assert gateway.orders()._refills.owners([single, batch[0]["id"], 77]) == {single: "alice", batch[0]["id"]: "alice"}
+
+
+def test_a_refill_the_table_cannot_record_is_still_answered_and_logged(client: Any, gateway: Any, panel: SandboxPanel,
+                                                                      log_lines: Any) -> None:
+    # given a table that refuses every write from now on
+    done = completed(panel)
+    gateway.boto_client("dynamodb").meta.events.register_first(
+        "before-call.dynamodb.TransactWriteItems", _refuse)
+    try:
+        answer = ok(client.post(f"/orders/{done}/refill"), 201)
+    finally:
+        gateway.boto_client("dynamodb").meta.events.unregister("before-call.dynamodb.TransactWriteItems", _refuse)
+
+    # then the caller has its refill, and an operator has a line naming it
+    (line,) = [line for line in log_lines if line["message"] == "refills made but not recorded"]
+    assert line["refills"] == [answer["id"]] and line["caller"] == "alice" and line["level"] == "error"
+
+
+def _refuse(**_: Any) -> None:
+    raise RuntimeError("the table is down")
+
+
 def test_several_refills_status_use_refill_status_with_refills(client: Any, panel: SandboxPanel) -> None:
     ok(client.post(f"/orders/{completed(panel)}/refill"), 201)
 

@@ -117,8 +117,15 @@ class ChaliceWsgi:
 
 
 @pytest.fixture
-def app(panel: SandboxPanel, gateway: Any, request: pytest.FixtureRequest) -> Iterator[ChaliceWsgi]:
+def app(panel: SandboxPanel, gateway: Any, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> Iterator[ChaliceWsgi]:
     """The gateway over a fresh table and a sandbox holding a few orders."""
+    from chalicelib.webhooks.targets import Targets
+
+    def no_dns(host: str, port: int) -> list[str]:
+        raise OSError("tests ask no DNS")  # a webhook URL naming a host is refused as unresolvable
+
+    monkeypatch.setattr(gateway, "webhook_targets", lambda: Targets(resolve=no_dns))
     for n in range(SEEDED_ORDERS):
         panel.handle({"key": DEFAULT_KEY, "action": "add", "service": str(1 + n),
                       "link": f"https://www.instagram.com/seeded_{n}/", "quantity": "1000"})

@@ -23,7 +23,7 @@ import logging
 import math
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable
@@ -48,6 +48,15 @@ class Policy:
     max_order_charge: Decimal | None = None
     daily_spend_limit: Decimal | None = None
 
+    def within(self, max_order_charge: Decimal | None, daily_spend_limit: Decimal | None) -> Policy:
+        """This policy with a key's own caps on top: for each cap, the stricter one."""
+        return replace(self, max_order_charge=_stricter(self.max_order_charge, max_order_charge),
+                       daily_spend_limit=_stricter(self.daily_spend_limit, daily_spend_limit))
+
+
+def _stricter(first: Decimal | None, second: Decimal | None) -> Decimal | None:
+    return second if first is None else first if second is None else min(first, second)
+
 
 @dataclass(frozen=True)
 class Answer:
@@ -70,12 +79,15 @@ class OrderDesk:
         self._clock = clock
         self._token = token
 
-    def place(self, caller: str, key_header: str | None, body: Any, *, form: bool = False) -> Answer:
+    def place(self, caller: str, key_header: str | None, body: Any, *, form: bool = False,
+              max_order_charge: Decimal | None = None, daily_spend_limit: Decimal | None = None) -> Answer:
+        """Place an order for `caller`; the caps of its key, if any, apply on top of the policy's."""
         key = self._key(key_header)
         request = self.validated(body, form=form)
         try:
             prepared = rules.prepare(request, self._service(request["service"]))
-            attempt = self._attempt(caller, key, request, prepared)
+            attempt = self._attempt(caller, key, request, prepared,
+                                    self._policy.within(max_order_charge, daily_spend_limit))
         except errors.GatewayError as refusal:
             # Only here does the store get read first: a key that was already used
             # answers as it did, whatever the catalogue, the panel or the caps say now.
@@ -193,14 +205,17 @@ class OrderDesk:
                                  code="unknown_service", details={"field": "service"}) from exc
 
     def _attempt(self, caller: str, key: str, request: dict[str, Any],
-                 prepared: rules.Prepared) -> Attempt:
+                 prepared: rules.Prepared, policy: Policy) -> Attempt:
+        # The daily cap is one reservation on the caller's SPEND# item in the claim's own
+        # transaction, conditional on the room left under the stricter cap: racing
+        # requests cannot pass it together, and it costs no DynamoDB request of its own.
         charge = prepared.estimated_charge
-        cap = self._policy.max_order_charge
+        cap = policy.max_order_charge
         if cap is not None and charge > cap:
             raise errors.Refused(f"The estimated charge {charge} is over the per-order limit {cap}.",
                                  code="spending_limit_exceeded")
         now = self._clock()
-        daily = self._policy.daily_spend_limit
+        daily = policy.daily_spend_limit
         if daily is not None and charge > daily:
             raise errors.Refused(f"The estimated charge {charge} is over the daily limit {daily}.",
                                  code="spending_limit_exceeded")

@@ -8,20 +8,28 @@ and are never retried, like every write.
 
 from __future__ import annotations
 
+import logging
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
-from chalicelib import errors
+from chalicelib import errors, logs
+from chalicelib.orders.refills import RefillStore
 from chalicelib.timing import map_in_context
 from chalicelib.upstream import MAX_BATCH, PanelClient
+
+log = logging.getLogger(__name__)
 
 Item = dict[str, Any]
 
 
 class Orders:
-    def __init__(self, client: PanelClient, pool: ThreadPoolExecutor) -> None:
+    def __init__(self, client: PanelClient, pool: ThreadPoolExecutor, refills: RefillStore, *,
+                 clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._pool = pool
+        self._refills = refills
+        self._clock = clock
 
     def status(self, order_id: int) -> Item:
         return self._client.status(order_id)
@@ -29,13 +37,27 @@ class Orders:
     def statuses(self, ids: list[int]) -> list[Item]:
         return self._read_many(ids, self._client.statuses, "order_not_found", "No such order.")
 
-    def refill(self, order_id: int) -> Item:
-        return {"id": self._client.refill(order_id), "order": order_id}
+    def refill(self, caller: str, order_id: int) -> Item:
+        refill_id = self._client.refill(order_id)
+        self._keep(caller, [(refill_id, order_id)])
+        return {"id": refill_id, "order": order_id}
 
-    def refills(self, order_ids: list[int]) -> list[Item]:
+    def refills(self, caller: str, order_ids: list[int]) -> list[Item]:
         found = self._client.refills(_unique(order_ids))
+        self._keep(caller, [(r, i) for i, r in found.items() if isinstance(r, int) and not isinstance(r, bool)])
         return [_entry({"order": i}, found.get(i), lambda refill_id: {"id": refill_id})
                 for i in order_ids]
+
+    def _keep(self, caller: str, created: list[tuple[int, int]]) -> None:
+        """Record refills the panel made. They exist whatever the table says: a failed
+        write is logged (with the ids, for an operator) and the answer still given."""
+        if not created:
+            return
+        try:
+            self._refills.record(caller, created, self._clock())
+        except errors.GatewayError as exc:
+            logs.event(log, "refills made but not recorded", logging.ERROR, caller=caller, code=exc.code,
+                       refills=[refill_id for refill_id, _ in created])
 
     def refill_status(self, refill_id: int) -> Item:
         return self._client.refill_status(refill_id)

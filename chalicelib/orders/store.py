@@ -300,22 +300,8 @@ class DynamoStore:
 
     def owners(self, order_ids: list[int]) -> dict[int, Owner]:
         """One BatchGetItem per 100 ids (the gateway's batches hold at most 100)."""
-        found: dict[int, Owner] = {}
-        unique = list(dict.fromkeys(order_ids))
-        for start in range(0, len(unique), 100):
-            keys = [self._db.item(_order_key(i)) for i in unique[start:start + 100]]
-            request: dict[str, Any] = {self._table: {"Keys": keys, "ConsistentRead": True}}
-            for _ in range(5):  # throttled keys come back unprocessed: ask again for those only
-                page = self._db.call("batch_get_item", RequestItems=request)
-                for item in page.get("Responses", {}).get(self._table, []):
-                    plain = self._db.plain(item)
-                    found[int(plain["order_id"])] = Owner(plain["caller"], plain["ledger_sk"])
-                request = page.get("UnprocessedKeys") or {}
-                if not request:
-                    break
-            else:
-                raise errors.StorageUnavailable("DynamoDB left order ids unread after five tries.")
-        return found
+        items = self._db.batch_get([_order_key(i) for i in dict.fromkeys(order_ids)])
+        return {int(item["order_id"]): Owner(item["caller"], item["ledger_sk"]) for item in items}
 
     def unsettled(self, caller: str) -> list[dict[str, Any]]:
         """Reads only the sparse index: a caller's settled orders cost nothing here."""

@@ -1,0 +1,1 @@
+"""Signed webhooks: subscriptions, their targets, signed deliveries and the worker that sends them."""
