@@ -23,7 +23,7 @@ run: $(STAMP) spec
 
 test: $(STAMP) spec
 	$(BIN)/python -m mypy
-	$(BIN)/python -m pytest -q -n 2 $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache

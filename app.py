@@ -299,7 +299,8 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     spent = timing.start_request()
     started = time.perf_counter()
     try:
-        response = http.framework_error(get_response(event), request_id)
+        response = http.framework_error(get_response(event), request_id, content_type=event.headers.get(
+            "content-type"), accepted=body_types(event.context.get("resourcePath"), event.method))
     except Exception:  # outside any view (a view's own are caught in `route`)
         response = crashed()
     response.headers["X-Request-Id"] = request_id
@@ -308,6 +309,12 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
                 latency_ms=round((time.perf_counter() - started) * 1000, 2),
                 upstream_ms=round(sum(spent) * 1000, 2), upstream_calls=len(spent), caller=_caller.get())
     return response
+
+
+def body_types(path: str | None, method: str) -> tuple[str, ...]:
+    """The Content-Types the route at `path` takes for `method` (what a 415 lists)."""
+    entry = app.routes.get(path or "", {}).get(method)
+    return tuple(entry.content_types) if entry is not None else ()
 
 
 def error_code(response: Response) -> str | None:
@@ -422,8 +429,8 @@ def checked_query(request: Any) -> dict[str, str]:
     raw = request.query_params  # a Chalice MultiDict, or None without a query string
     repeated = sorted(name for name in raw if len(raw.getlist(name)) > 1) if raw else []
     if repeated:
-        raise errors.ValidationError(f"Query parameter {repeated[0]!r} is given more than once.",
-                                     details={"field": repeated[0]})
+        raise errors.ValidationError(f"{repeated[0]}: the query parameter is given more than once; send it "
+                                     "once.", details={"field": repeated[0]})
     return schemas().query(request.method, request.context["resourcePath"], raw)
 
 
@@ -466,15 +473,14 @@ def list_services() -> Response:
 
 @route("/services/{service_id}", scope="services:read")
 def get_service(service_id: str) -> Any:
-    return catalogue().get(http.parse_id(service_id, "service_id"))
+    return catalogue().get(http.parse_id(service_id))  # the spec's name for it: `id`
 
 
 @route("/orders", methods=("POST",), scope="orders:write", status=201)
 def create_order() -> Response:
-    request, key = current_request(), _key.get()
+    sent, key = body(form=True), _key.get()
     # Sent twice, it is refused as X-API-Key is: read as one joined value it would be a key of its own.
-    answer = desk().place(key.name, header("Idempotency-Key"), body(form=True),
-                          form=http.media_type(request.headers.get("content-type")) == http.FORM,
+    answer = desk().place(key.name, header("Idempotency-Key"), sent, form=isinstance(sent, http.FormFields),
                           max_order_charge=key.max_order_charge, daily_spend_limit=key.daily_spend_limit)
     return Response(body=answer.body, status_code=answer.status, headers=answer.headers)
 
@@ -491,17 +497,17 @@ def list_orders() -> dict[str, Any]:
 
 @route("/orders/{order_id}", scope="orders:read")
 def get_order(order_id: str) -> dict[str, Any]:
-    return keys_orders().status(http.parse_id(order_id, "order_id"))
+    return keys_orders().status(http.parse_id(order_id))
 
 
 @route("/orders/{order_id}/refill", methods=("POST",), scope="orders:write", status=201)
 def refill_order(order_id: str) -> dict[str, Any]:
-    return keys_orders().refill(_caller.get(), http.parse_id(order_id, "order_id"))
+    return keys_orders().refill(_caller.get(), http.parse_id(order_id))
 
 
 @route("/orders/{order_id}/cancel", methods=("POST",), scope="orders:write")
 def cancel_order(order_id: str) -> dict[str, Any]:
-    return keys_orders().cancel(http.parse_id(order_id, "order_id"))
+    return keys_orders().cancel(http.parse_id(order_id))
 
 
 @route("/orders/cancel", methods=("POST",), scope="orders:write", content_types=["application/json"])
@@ -523,7 +529,7 @@ def list_refills() -> dict[str, Any]:
 
 @route("/refills/{refill_id}", scope="orders:read")
 def get_refill(refill_id: str) -> dict[str, Any]:
-    return keys_orders().refill_status(http.parse_id(refill_id, "refill_id"))
+    return keys_orders().refill_status(http.parse_id(refill_id))
 
 
 @route("/events", scope="events:read")
@@ -632,7 +638,8 @@ def openapi_yaml() -> Response:
 
     request = current_request()
     text = spec_docs.openapi_yaml(spec_docs.base_url(request.headers, request.context))
-    return Response(body=text, headers={"Content-Type": "application/yaml; charset=utf-8"})
+    media = spec_docs.yaml_media_type(request.headers.get("accept"))
+    return Response(body=text, headers={"Content-Type": f"{media}; charset=utf-8"})
 
 
 @route("/swagger.json", public=True)

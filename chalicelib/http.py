@@ -24,6 +24,7 @@ _ID = re.compile(r"^[0-9]{1,16}$")
 # fail after the Idempotency-Key was claimed.
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _BAD_ESCAPE = re.compile("%(?![0-9A-Fa-f]{2})")
+_FORM_LIKE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.%-]*=[^&]*(&[A-Za-z_][A-Za-z0-9_.%-]*=[^&]*)*&?\s*$")
 # The parts of an API Gateway event that hold what the caller sent.
 _EVENT_TEXT = (("headers", "header"), ("multiValueHeaders", "header"),
                ("queryStringParameters", "query parameter"), ("multiValueQueryStringParameters", "query parameter"),
@@ -37,9 +38,14 @@ def error_answer(err: errors.GatewayError, request_id: str) -> tuple[int, dict[s
 
 def parse_id(text: str, what: str = "id") -> int:
     if not _ID.match(text or "") or not 0 < int(text) <= MAX_ID:
-        raise errors.ValidationError(f"{what} must be a positive integer, not {text[:40]!r}.",
-                                     details={"field": what})
+        raise errors.ValidationError(f"{what}: must be a whole number from 1 to {MAX_ID}, not "
+                                     f"{_quoted(text)}.", details={"field": what})
     return int(text)
+
+
+def _quoted(text: str, limit: int = 40) -> str:
+    """Text the caller sent, for a message: in JSON's double quotes, cut at `limit`."""
+    return json.dumps(text if len(text) <= limit else text[:limit] + "…", ensure_ascii=False)
 
 
 def parse_ids(text: str, what: str = "ids", limit: int = MAX_IDS) -> list[int]:
@@ -92,8 +98,17 @@ def media_type(content_type: str | None) -> str:
     return (content_type or JSON).split(";", 1)[0].strip(" \t").lower() or JSON
 
 
+class FormFields(dict[str, Any]):
+    """A body that came as a form: its values are text, to be read in the schema's types."""
+
+
 def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False) -> Any:
-    """JSON (or, where allowed, a form) body as Python values; size-checked."""
+    """JSON (or, where allowed, a form, as `FormFields`) body as Python values; size-checked.
+
+    Labels are often wrong in no-code tools: `curl -d '{...}'` sends JSON labelled as a
+    form. A form-labelled body that opens with `{` or `[` cannot be a form of this
+    API's fields, so it is read as the JSON it is. A JSON-labelled body that reads
+    as a form is refused, naming the Content-Type to send."""
     raw = raw or b""
     if len(raw) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"The body is over {MAX_BODY_BYTES} bytes.")
@@ -102,13 +117,17 @@ def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
         raise errors.ValidationError("The body is not UTF-8.") from None
-    if form and media == FORM:
-        return parse_form(text)
+    if form and media == FORM and not text.lstrip().startswith(("{", "[")):
+        return FormFields(parse_form(text))
     if not text.strip():
         raise errors.ValidationError("The body is empty; a JSON object is expected.")
     try:
         parsed = json.loads(text, object_pairs_hook=_object_once)
     except (ValueError, RecursionError) as exc:
+        if _FORM_LIKE.match(text):
+            send = f"send it with Content-Type: {FORM}, or send JSON" if form else "send JSON instead"
+            raise errors.ValidationError(f"The body is not JSON but looks like a form (name=value&...); "
+                                         f"{send}.") from None
         raise errors.ValidationError(f"The body is not valid JSON: {exc}.") from None
     require_unicode(parsed, "body field")
     return parsed
@@ -122,7 +141,8 @@ def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     for name, value in pairs:
         if name in found:
             field = None if _SURROGATE.search(name) else name  # details stay encodable; repr escapes it
-            raise errors.ValidationError(f"The body holds the key {name[:40]!r} twice in one object; send "
+            shown = _quoted(name) if field else json.dumps(name[:40])  # escaped: details stay encodable
+            raise errors.ValidationError(f"The body holds the key {shown} twice in one object; send "
                                          "each field once.", details={"field": field} if field else {})
         found[name] = value
     return found
@@ -169,7 +189,7 @@ def require_unicode(value: Any, what: str) -> None:
     named = [name for name, item in value.items() if _holds_surrogate((name, item))] \
         if isinstance(value, Mapping) else []
     field = named[0] if named and not _holds_surrogate(named[0]) else None
-    where = f"{what.capitalize()} {field!r}" if field else f"A {what}" if named else f"The {what}"
+    where = f"{what.capitalize()} {_quoted(field)}" if field else f"A {what}" if named else f"The {what}"
     raise errors.ValidationError(f"{where} holds text that is not valid Unicode (a lone surrogate such as "
                                  "\\ud800); send UTF-8.", details={"field": field} if field else {})
 
@@ -199,14 +219,20 @@ _FRAMEWORK_CODES = {
 }
 
 
-def framework_error(response: Any, request_id: str) -> Any:
-    """Rewrite a Chalice-made error body (duck-typed Response) into the one error shape."""
+def framework_error(response: Any, request_id: str, *, content_type: str | None = None,
+                    accepted: tuple[str, ...] = ()) -> Any:
+    """Rewrite a Chalice-made error body (duck-typed Response) into the one error shape.
+
+    A 415 names the type sent and the `accepted` ones of the route (its body types)."""
     body = response.body
     if response.status_code >= 400 and isinstance(body, dict) and "Code" in body:
         status, code = _FRAMEWORK_CODES.get(body["Code"], (response.status_code, "internal_error"))
         message = str(body.get("Message", ""))
         if status == 500:
             message = "An internal error occurred; it has been logged."
+        if status == 415 and accepted:
+            message = (f"The Content-Type {media_type(content_type)} is not accepted here; send "
+                       f"{' or '.join(accepted)}.")
         response.body = {"error": {"code": code, "message": message, "upstream": None},
                          "request_id": request_id}
     return response

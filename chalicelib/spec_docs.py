@@ -60,6 +60,28 @@ def openapi_yaml(url: str) -> str:
     return _text("openapi.yaml").replace(LOCAL_SERVERS, f"\nservers:\n  - url: {json.dumps(url)}\n", 1)
 
 
+def yaml_media_type(accept: str | None) -> str:
+    """`text/plain` if `Accept` prefers it (or `text/*`) to `application/yaml`, else `application/yaml`.
+
+    `application/yaml` is the registered type (RFC 9512); some tools, generated
+    clients among them, read only `text/*` answers as text."""
+    weights = {"application/yaml": 0.0, "text/plain": 0.0}
+    for part in (accept or "").split(","):
+        media, *parameters = [piece.strip(" \t").lower() for piece in part.split(";")]
+        quality = next((_quality(p[2:]) for p in parameters if p.startswith("q=")), 1.0)
+        for name in weights:
+            if media in (name, name.split("/")[0] + "/*"):
+                weights[name] = max(weights[name], quality)
+    return "text/plain" if weights["text/plain"] > weights["application/yaml"] else "application/yaml"
+
+
+def _quality(text: str) -> float:
+    try:
+        return min(max(float(text), 0.0), 1.0)
+    except ValueError:
+        return 0.0
+
+
 def swagger_json(url: str) -> dict[str, Any]:
     document = copy.copy(_load("swagger.json"))
     if url.startswith(("http://", "https://")):

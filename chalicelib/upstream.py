@@ -362,9 +362,11 @@ def _failure(exc: requests.exceptions.RequestException, expired: bool) -> errors
     error or a reset can come after the panel read the whole request. `expired`: the
     deadline cut the call, whatever the cut looked like to requests."""
     if isinstance(exc, requests.exceptions.ConnectTimeout):
-        return errors.UpstreamUnavailable("The panel could not be reached (connect timeout).")
+        return errors.UpstreamUnavailable("The panel could not be reached (connect timeout); nothing was "
+                                          "sent, so trying again is safe.")
     if _nothing_sent(exc):
-        return errors.UpstreamUnavailable("The panel could not be reached.")
+        return errors.UpstreamUnavailable("The panel could not be reached; nothing was sent, so trying "
+                                          "again is safe.")
     if expired or isinstance(exc, requests.exceptions.Timeout) or _timed_out(exc):
         return errors.UpstreamTimeout("The panel did not answer in time.")
     if isinstance(exc, requests.exceptions.ConnectionError):  # SSLError included

@@ -3,8 +3,10 @@
 Written here because no maintained converter does it offline and validly: PyPI has
 none for this direction, and npm's `api-spec-converter` (2.12.0) puts `example` on
 response headers, which makes its output invalid 2.0. This one covers exactly the
-constructs `openapi.yaml` uses (local `$ref`s, no oneOf/anyOf, JSON and form bodies
-of one schema); `tests/test_openapi_document.py` validates its output as 2.0.
+constructs `openapi.yaml` uses (local `$ref`s, JSON bodies, and `anyOf` only as a
+list of named object shapes, which 2.0 cannot say: it becomes one object with every
+variant's fields, as Power Automate needs); `tests/test_openapi_document.py`
+validates its output as 2.0.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ _JSON = "application/json"
 
 def convert(spec: dict[str, Any]) -> dict[str, Any]:
     """The Swagger 2.0 twin of an OpenAPI 3.0 document."""
+    spec = _merged_unions(spec)
     components = spec.get("components", {})
     host, base_path, schemes = server_parts(spec["servers"][0]["url"])
     out: dict[str, Any] = {
@@ -51,10 +54,37 @@ def convert(spec: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _merged_unions(spec: dict[str, Any]) -> dict[str, Any]:
+    """The document with each `anyOf` of object shapes as one object: every variant's
+    fields (the first variant's wins a name), required only where all require it."""
+
+    def merged(node: Any) -> Any:
+        if isinstance(node, list):
+            return [merged(item) for item in node]
+        if not isinstance(node, dict):
+            return node
+        if "anyOf" not in node:
+            return {key: merged(value) for key, value in node.items()}
+        variants = [_resolve(spec, variant) for variant in node["anyOf"]]
+        properties: dict[str, Any] = {}
+        for variant in variants:
+            for name, schema in variant.get("properties", {}).items():
+                properties.setdefault(name, copy.deepcopy(schema))
+        required = [name for name in variants[0].get("required", [])
+                    if all(name in variant.get("required", []) for variant in variants)]
+        names = ", ".join(f"`{variant['$ref'].split('/')[-1]}`" for variant in node["anyOf"])
+        out = {"type": "object", "additionalProperties": True,
+               "description": f"One of {names}, as one object with all of their fields.",
+               "properties": properties}
+        return {**out, "required": required} if required else out
+
+    return {key: merged(value) for key, value in spec.items()}
+
+
 def _used(document: dict[str, Any]) -> dict[str, Any]:
     """The definitions some operation reaches. The simple ones that 2.0 parameters
-    inline, and the variants that 3.0 documents beside their union (ItemError,
-    LedgerOrder), are left out: a 2.0 reader has no use for them."""
+    inline, and the variants of a 3.0 `anyOf` (merged into one object), are left
+    out: a 2.0 reader has no use for them."""
     definitions = document["definitions"]
     roots = {key: value for key, value in document.items() if key != "definitions"}
     used: set[str] = set()

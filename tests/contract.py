@@ -89,8 +89,14 @@ def problems(method: str, path: str, status: int, headers: Mapping[str, str], bo
         return [*found_problems, *([f"{where}: a body in a 204 answer"] if body else [])]
     if media not in content:
         return [*found_problems, f"{where}: content type {media} not documented ({sorted(content)})"]
+    schema = content[media]["schema"]
     try:
-        if media == "application/json":
+        if resolve(schema).get("type") == "string":  # a text answer (the YAML document)
+            document: Any = body.decode("utf-8")
+            import yaml
+
+            yaml.safe_load(document)
+        elif media == "application/json":
             document = json.loads(body)
         else:
             import yaml
@@ -98,7 +104,6 @@ def problems(method: str, path: str, status: int, headers: Mapping[str, str], bo
             document = yaml.safe_load(body)
     except ValueError as exc:
         return [*found_problems, f"{where}: body does not parse as {media}: {exc}"]
-    schema = content[media]["schema"]
     key = schema["$ref"] if set(schema) == {"$ref"} else json.dumps(schema, sort_keys=True)
     for error in sorted(_validator(key).iter_errors(document), key=str)[:3]:
         at = "/".join(str(p) for p in error.absolute_path) or "(body)"

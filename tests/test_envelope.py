@@ -274,7 +274,7 @@ def test_an_exception_outside_any_view_is_logged_once_and_answered_500(
     # given the envelope's own step failing after the view answered
     from chalicelib import http
 
-    def broken(response: Any, request_id: str) -> Any:
+    def broken(response: Any, request_id: str, **kw: Any) -> Any:
         raise RuntimeError("framework_error broke")
 
     monkeypatch.setattr(http, "framework_error", broken)
@@ -421,7 +421,7 @@ def test_a_json_body_with_a_key_sent_twice_is_400_naming_the_key_and_nothing_is_
 
     error = json.loads(refused.body)["error"]
     assert refused.status_code == 400 and error["code"] == "validation_error", refused.body
-    assert repr(key) in error["message"] and "twice" in error["message"]
+    assert json.dumps(key) in error["message"] and "twice" in error["message"]
     assert stored_items(resources) == [] and panel.add_calls == 0
 
 

@@ -322,9 +322,8 @@ BAD_BODIES = {
     "orders missing": b"{}",
     "orders a string": b'{"orders": "1,2"}',
     "orders an object": b'{"orders": {"1": 1}}',
-    "a string id": b'{"orders": ["1"]}',
+    "a string id": b'{"orders": ["01"]}',  # not canonical: "1" is read as 1
     "a float id": b'{"orders": [1.5]}',
-    "a whole float id": b'{"orders": [1.0]}',
     "a boolean id": b'{"orders": [true]}',
     "a null id": b'{"orders": [null]}',
     "a zero id": b'{"orders": [0]}',

@@ -165,7 +165,7 @@ class OrderDesk:
     def resolve(self, caller: str, key: str, order_id: int | None) -> None:
         """Operator: record the real order id of an unknown outcome, or release the key."""
         if order_id is not None and (isinstance(order_id, bool) or not 0 < order_id <= MAX_ID):
-            raise errors.ValidationError(f"order_id must be a positive integer, not {order_id!r}.",
+            raise errors.ValidationError(f"order_id must be a positive integer, not {order_id}.",
                                          details={"field": "order_id"})
         key_hash = _sha256(self._key(key))
         answer = None
@@ -250,7 +250,8 @@ class OrderDesk:
         now = self._clock()
         if held.state != UNKNOWN and held.lease_until > now:
             wait = max(1, math.ceil(held.lease_until - now))
-            raise errors.IdempotencyConflict("A request with this Idempotency-Key is still in flight.",
+            raise errors.IdempotencyConflict("A request with this Idempotency-Key is still in flight; retry after "
+                                             f"{wait} seconds for its answer.",
                                              headers={"Retry-After": str(wait)})
         if held.state != UNKNOWN:  # the lease ran out without completion: a crash mid-order
             try:

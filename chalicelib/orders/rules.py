@@ -83,7 +83,7 @@ class Prepared:
 def prepare(request: dict[str, Any], service: Service) -> Prepared:
     rule = RULES.get(service["type"])
     if rule is None:
-        raise errors.Refused(f"Service {service['id']} has type {service['type']!r}, which the gateway "
+        raise errors.Refused(f"Service {service['id']} has type {service['type']}, which the gateway "
                              "cannot order.", code="unsupported_service_type")
     given = set(request) - {"service"}
     _check_fields(given, rule, request, service)
@@ -106,10 +106,10 @@ def _check_fields(given: set[str], rule: Rule, request: dict[str, Any], service:
     kind = service["type"]
     missing = sorted(rule.required - given)
     if missing:
-        raise _invalid(missing[0], f"{missing[0]} is required for a {kind!r} service.")
+        raise _invalid(missing[0], f"{missing[0]} is required for a service of type {kind}.")
     extra = sorted(given - rule.required - rule.optional)
     if extra:
-        raise _invalid(extra[0], f"{extra[0]} does not apply to a {kind!r} service.")
+        raise _invalid(extra[0], f"{extra[0]} does not apply to a service of type {kind}.")
     drip = given & DRIP
     if drip and not service["dripfeed"]:
         raise _invalid(sorted(drip)[0], f"service {service['id']} does not offer drip-feed (runs/interval).")
