@@ -548,10 +548,12 @@ def get_event(event_id: str) -> dict[str, Any]:
 @app.schedule(Rate(1, unit=Rate.MINUTES))
 def sync_statuses(event: Any) -> dict[str, int]:
     """Every minute deployed (local/run.py: every STATUS_SYNC_SECONDS): the status sync,
-    then the outbox's sweep (events whose in-line publishing failed or never ran)."""
-    counts = status_sync().run()
-    publish_pending()
-    return counts
+    then the outbox's sweep (events whose in-line publishing failed or never ran), which
+    runs even when the sync failed."""
+    try:
+        return status_sync().run()
+    finally:
+        publish_pending()
 
 
 # -- webhooks ----------------------------------------------------------------------

@@ -582,3 +582,25 @@ def test_the_scheduled_function_syncs_open_orders(client: Any, gateway: Any, pan
     assert counts["events"] == 1
     assert [e["type"] for e in client.get("/events").json_body["events"]] == ["order.in_progress", "order.created"]
     assert client.get(f"/orders/{placed['id']}").json_body["state"] == "in_progress"
+
+
+def test_the_scheduled_function_still_sweeps_the_outbox_when_the_sync_fails(gateway: Any, resources: Any) -> None:
+    # given the sync's first read of the work index fails
+    dynamodb = gateway.boto_client("dynamodb")  # shared across tests: its hooks come off at the end
+    fault = DynamoFault(dynamodb, "Query", calls={1})
+    asked: list[str] = []
+
+    def seen(params: dict[str, Any], **_: Any) -> None:
+        asked.extend(v.get("S", "") for v in params.get("ExpressionAttributeValues", {}).values())
+
+    dynamodb.meta.events.register("before-parameter-build.dynamodb.Query", seen)
+    try:
+        # when
+        with pytest.raises(errors.StorageUnavailable):
+            gateway.sync_statuses(scheduled_event(), None)
+    finally:
+        dynamodb.meta.events.unregister("before-parameter-build.dynamodb.Query", seen)
+        dynamodb.meta.events.unregister("before-call.dynamodb.Query", fault._handle)
+
+    # then the outbox's pending events were still asked for
+    assert "outbox" in asked
