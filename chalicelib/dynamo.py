@@ -9,7 +9,9 @@ table refuses or cannot answer is `StorageUnavailable`.
 
 from __future__ import annotations
 
-from typing import Any
+import base64
+import json
+from typing import Any, Callable
 
 from chalicelib import errors
 
@@ -122,3 +124,24 @@ class Table:
 
     def plain(self, item: dict[str, Any]) -> dict[str, Any]:
         return {k: self._from(v) for k, v in item.items()}
+
+
+def cursor(sk: str) -> str:
+    """The opaque `next_cursor` of a page that ended at sort key `sk`."""
+    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
+
+
+def read_cursor(text: str, valid: Callable[[str], object]) -> str:
+    """The sort key a cursor carries, if it is one `valid` says the store could have written.
+
+    A cursor comes back from the caller: any other key would start the page somewhere
+    the gateway never wrote, and one over 1024 bytes is refused by DynamoDB itself
+    (a ValidationException, which would answer 503 rather than 400)."""
+    try:
+        sk = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))["sk"]
+        if not isinstance(sk, str) or not valid(sk):
+            raise ValueError
+        return sk
+    except (ValueError, KeyError, TypeError):
+        raise errors.ValidationError("cursor is not one this gateway gave out.",
+                                     details={"field": "cursor"}) from None

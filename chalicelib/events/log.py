@@ -9,11 +9,9 @@ them out. It goes out opaque and comes back checked.
 
 from __future__ import annotations
 
-import base64
-import json
 from typing import Any, Protocol
 
-from chalicelib import errors
+from chalicelib import dynamo, errors
 from chalicelib.dynamo import Table
 from chalicelib.events import model
 from chalicelib.events.model import Event
@@ -38,7 +36,7 @@ class DynamoEventLog:
     def page(self, caller: str, limit: int = 25, cursor: str | None = None,
              type: str | None = None) -> dict[str, Any]:
         wanted = model.type_filter(type)
-        after = _decode_cursor(cursor) if cursor else None
+        after = dynamo.read_cursor(cursor, model.is_event_id) if cursor else None
         params: dict[str, Any] = {
             "TableName": self._table,
             "KeyConditionExpression": "pk = :pk",
@@ -79,20 +77,4 @@ class DynamoEventLog:
 
 def _answer(events: list[Event], after: str | None) -> dict[str, Any]:
     return {"events": [event.public() for event in events],
-            "next_cursor": _encode_cursor(after) if after is not None else None}
-
-
-def _encode_cursor(event_id: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"after": event_id}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    """The event id a cursor carries, if it is one this log could have given out."""
-    try:
-        after = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["after"]
-        if not isinstance(after, str) or not model.is_event_id(after):
-            raise ValueError
-        return after
-    except (ValueError, KeyError, TypeError):
-        raise errors.ValidationError("cursor is not one this gateway gave out.",
-                                     details={"field": "cursor"}) from None
+            "next_cursor": dynamo.cursor(after) if after is not None else None}

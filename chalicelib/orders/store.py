@@ -40,7 +40,6 @@ Entries completed before that get it from `index_orders`
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass
@@ -48,7 +47,7 @@ from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Callable, Protocol, Sequence
 
-from chalicelib import errors
+from chalicelib import dynamo, errors
 from chalicelib.dynamo import Cancelled, Table
 from chalicelib.events import model
 from chalicelib.events.model import Event
@@ -470,11 +469,12 @@ class DynamoStore:
             "Limit": limit,
         }
         if cursor:
-            params["ExclusiveStartKey"] = self._db.item(_ledger_key(caller, _decode_cursor(cursor)))
+            sk = dynamo.read_cursor(cursor, _LEDGER_SK.fullmatch)
+            params["ExclusiveStartKey"] = self._db.item(_ledger_key(caller, sk))
         page = self._db.call("query", **params)
         last = page.get("LastEvaluatedKey")
         return ([self._db.plain(item) for item in page.get("Items", [])],
-                _encode_cursor(self._db.plain(last)["sk"]) if last else None)
+                dynamo.cursor(self._db.plain(last)["sk"]) if last else None)
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -624,23 +624,3 @@ def _num(value: float) -> Decimal:
 
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _encode_cursor(sk: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> str:
-    """The ledger sort key a cursor carries, if it is one `Attempt.ledger_sk` could have made.
-
-    A cursor comes back from the caller: any other key would start the page somewhere
-    the gateway never wrote, and one over 1024 bytes is refused by DynamoDB itself
-    (a ValidationException, which would answer 503 rather than 400)."""
-    try:
-        sk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["sk"]
-        if not isinstance(sk, str) or not _LEDGER_SK.fullmatch(sk):
-            raise ValueError
-        return sk
-    except (ValueError, KeyError, TypeError):
-        raise errors.ValidationError("cursor is not one this gateway gave out.",
-                                     details={"field": "cursor"}) from None

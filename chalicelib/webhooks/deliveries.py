@@ -23,14 +23,13 @@ least once, and the log counts each attempt once.
 
 from __future__ import annotations
 
-import base64
 import json
 import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
 
-from chalicelib import errors
+from chalicelib import dynamo, errors
 from chalicelib.dynamo import Cancelled, Table
 from chalicelib.events.model import RETENTION_SECONDS, Event, rfc3339
 from chalicelib.webhooks.queue import Message, Queue
@@ -142,11 +141,12 @@ class DynamoDeliveries:
             "ExpressionAttributeValues": self._db.values({":pk": _pk(caller, webhook_id)}),
             "ScanIndexForward": False, "Limit": limit}
         if cursor:
-            params["ExclusiveStartKey"] = self._db.item(_key(caller, webhook_id, _read_cursor(cursor)))
+            sk = dynamo.read_cursor(cursor, _ID.fullmatch)
+            params["ExclusiveStartKey"] = self._db.item(_key(caller, webhook_id, sk))
         page = self._db.call("query", **params)
         last = page.get("LastEvaluatedKey")
         return ([_delivery(self._db.plain(item)) for item in page.get("Items", [])],
-                _cursor(self._db.plain(last)["sk"]) if last else None)
+                dynamo.cursor(self._db.plain(last)["sk"]) if last else None)
 
     def claim(self, delivery: Delivery, attempt: int, now: float) -> str:
         try:
@@ -254,20 +254,6 @@ def _num(value: float | None) -> Decimal | None:
 
 def _time(epoch: float | None) -> str | None:
     return None if epoch is None else rfc3339(float(epoch))
-
-
-def _cursor(sk: str) -> str:
-    return base64.urlsafe_b64encode(json.dumps({"sk": sk}).encode()).decode().rstrip("=")
-
-
-def _read_cursor(cursor: str) -> str:
-    try:
-        sk = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))["sk"]
-        if not isinstance(sk, str) or not _ID.fullmatch(sk):
-            raise ValueError
-        return sk
-    except (ValueError, KeyError, TypeError):
-        raise errors.ValidationError("cursor is not one this gateway gave out.", details={"field": "cursor"}) from None
 
 
 def _delivery(item: dict[str, Any]) -> Delivery:
