@@ -28,6 +28,14 @@ class Handler(BaseHTTPRequestHandler):
     def read_request(self) -> None:
         self.received.append(self.rfile.read(int(self.headers.get("Content-Length") or 0)))
 
+    def answer(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
     def log_message(self, format: str, *args: object) -> None:
         pass
 
@@ -64,12 +72,7 @@ def scripted_server(status: int, body: bytes = b"", headers: dict[str, str] | No
     class Scripted(Handler):
         def do_POST(self) -> None:
             self.read_request()
-            self.send_response(status)
-            for name, value in (headers or {}).items():
-                self.send_header(name, value)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            self.answer(status, body, headers)
 
     with serving(Scripted, received=received) as (url, _):
         yield url
@@ -183,12 +186,7 @@ def webhook_receiver(statuses: list[int] | None = None, then: int = 200, *, stal
             if stall:
                 self.stopped.wait(stall)
             try:
-                self.send_response(status)
-                for name, value in (headers or {}).items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                self.answer(status, body, headers)
             except OSError:
                 pass  # the gateway hung up (a timeout): what the test wants
 
