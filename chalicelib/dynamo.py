@@ -110,6 +110,18 @@ class Table:
                 return found
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
+    def changed(self, update: dict[str, Any], event: dict[str, Any] | None, token: str | None) -> bool:
+        """A status change (`update`, conditional on the status it was read with) and the
+        event it makes (a plain item, or None), in one transaction. False when the condition
+        failed: someone else recorded this change meanwhile, with its event."""
+        try:
+            self.transact([update] + ([self.put_new(event)] if event else []), token=token)
+        except Cancelled as cancelled:
+            if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
     def put_new(self, plain: dict[str, Any]) -> dict[str, Any]:
         """A transaction's Put of `plain` where no item is yet (an event, say: written once)."""
         return {"Put": {"TableName": self.name, "Item": self.item(plain),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Protocol, Sequence
 
-from chalicelib.dynamo import Cancelled, Table
+from chalicelib.dynamo import Table
 from chalicelib.events import model
 from chalicelib.events.model import Event, rfc3339
 
@@ -87,13 +87,10 @@ class DynamoRefills:
             "ConditionExpression": "#status = :previous",
             "ExpressionAttributeNames": {"#status": "status", "#state": "state", "#work": "work"},
             "ExpressionAttributeValues": self._db.values(values)}}
-        try:
-            self._db.transact([update] + ([self._db.put_new(model.to_item(event))] if event else []),
-                              token=event.id.removeprefix("evt_") if event else None)
-        except Cancelled as cancelled:
-            if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
-                return None  # recorded by someone else meanwhile, with its event
-            raise
+        # the token makes an SDK retry of a write that did happen a success, not a refusal
+        if not self._db.changed(update, model.to_item(event) if event else None,
+                                token=event.id.removeprefix("evt_") if event else None):
+            return None  # recorded by someone else meanwhile, with its event
         if event is not None:
             self._published([event])
         return event

@@ -305,13 +305,10 @@ class DynamoStore:
         else:
             update["Update"]["ConditionExpression"] = condition + "#status = :previous"
             update["Update"]["ExpressionAttributeValues"] |= self._db.values({":previous": previous})
-        try:  # the token makes an SDK retry of a write that did happen a success, not a refusal
-            self._db.transact([update] + ([self._event_put(event)] if event else []),
-                              token=event.id.removeprefix("evt_") if event else None)
-        except Cancelled as cancelled:
-            if cancelled.reasons[0].get("Code") == "ConditionalCheckFailed":
-                return None  # recorded by someone else meanwhile, with its event
-            raise
+        # the token makes an SDK retry of a write that did happen a success, not a refusal
+        if not self._db.changed(update, model.to_item(event) if event else None,
+                                token=event.id.removeprefix("evt_") if event else None):
+            return None  # recorded by someone else meanwhile, with its event
         if event is not None:
             self._published([event])
         return event
