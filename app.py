@@ -34,6 +34,10 @@ _key: contextvars.ContextVar[Any] = contextvars.ContextVar("key", default=None)
 # each request in its own context instead, and views read it from there.
 _request: contextvars.ContextVar[Any] = contextvars.ContextVar("request")
 _query: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("query")
+# The Lambda context of the invocation this code runs for (None outside Lambda). Chalice
+# keeps only the last HTTP request's, on the shared app object, and none for a schedule:
+# read there, the status sync would inherit a finished request's deadline (`time_left`).
+_invocation: contextvars.ContextVar[Any] = contextvars.ContextVar("invocation", default=None)
 
 
 def current_request() -> Any:
@@ -78,7 +82,7 @@ def panel() -> Any:
 
 def time_left() -> float | None:
     """Seconds before Lambda stops this invocation; None when not run by Lambda."""
-    context = getattr(app, "lambda_context", None)  # set by Chalice on each invocation
+    context = _invocation.get()
     return context.get_remaining_time_in_millis() / 1000 if context is not None else None
 
 
@@ -294,6 +298,7 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     request_id = (event.context or {}).get("requestId") or os.urandom(16).hex()
     _request_id.set(request_id)
     _request.set(event)
+    _invocation.set(getattr(app, "lambda_context", None))  # Chalice set it for this request
     _caller.set(None)
     _key.set(None)
     spent = timing.start_request()
@@ -550,6 +555,7 @@ def sync_statuses(event: Any) -> dict[str, int]:
     """Every minute deployed (local/run.py: every STATUS_SYNC_SECONDS): the status sync,
     then the outbox's sweep (events whose in-line publishing failed or never ran), which
     runs even when the sync failed."""
+    _invocation.set(event.context)
     try:
         return status_sync().run()
     finally:

@@ -7,6 +7,8 @@ DynamoDB clients of their own, so faults and request counts hook into one of the
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator
@@ -581,6 +583,24 @@ def test_the_scheduled_function_syncs_open_orders(client: Any, gateway: Any, pan
 
     assert counts["events"] == 1
     assert [e["type"] for e in client.get("/events").json_body["events"]] == ["order.in_progress", "order.created"]
+    assert client.get(f"/orders/{placed['id']}").json_body["state"] == "in_progress"
+
+
+def test_the_scheduled_function_keeps_its_own_time_not_the_last_requests(client: Any, gateway: Any,
+                                                                        panel: Any) -> None:
+    # given an order placed, after which the app is left holding the Lambda context of a
+    # request that has run out (chalice keeps the last request's on the shared app object)
+    placed = client.post("/orders", json_body=default_order(), headers={"Idempotency-Key": "sched-2"}).json_body
+    panel.advance(6)
+    gateway.app.lambda_context = SimpleNamespace(get_remaining_time_in_millis=lambda: 0)
+    try:
+        # when the schedule runs (its own invocation: here with no Lambda time limit)
+        counts = gateway.sync_statuses(scheduled_event(), None)
+    finally:
+        gateway.app.lambda_context = None
+
+    # then it asked the panel and recorded the change, rather than finding no time left
+    assert counts["events"] == 1 and counts.get("failed", 0) == 0
     assert client.get(f"/orders/{placed['id']}").json_body["state"] == "in_progress"
 
 

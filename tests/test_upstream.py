@@ -466,10 +466,13 @@ def test_the_app_bounds_panel_calls_by_the_invocations_remaining_time(
         gateway: Any, panel: SandboxPanel, monkeypatch: pytest.MonkeyPatch) -> None:
     # given a 30 s timeout, and an invocation with 4 s left (the client keeps 2 back)
     monkeypatch.setenv("SMM_TIMEOUT_SECONDS", "30")
-    monkeypatch.setattr(gateway.app, "lambda_context", LambdaContext(4.0), raising=False)
+    invocation = gateway._invocation.set(LambdaContext(4.0))  # what the envelope or the schedule sets
     panel.inject("balance", "delay", seconds=10)
-    # when
-    err, took = timed(gateway.panel().balance)
+    try:
+        # when
+        err, took = timed(gateway.panel().balance)
+    finally:
+        gateway._invocation.reset(invocation)
     # then
     assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
 
