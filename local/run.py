@@ -410,15 +410,16 @@ class WebhookPoller:
     handled; one whose handling raised comes back after the visibility timeout, and goes
     to the dead-letter queue after local.aws.MAX_RECEIVES tries, as deployed."""
 
-    def __init__(self, sqs: Any, queue_url: str, handler: Any, wait_seconds: int = 1) -> None:
+    def __init__(self, sqs: Any, queue_url: str, handler: Any, wait_seconds: int = 1, batch: int = 10) -> None:
         self._sqs = sqs
         self._url = queue_url
         self._handler = handler
         self._wait = wait_seconds
+        self._batch = batch
 
     def poll_once(self) -> int:
         """Handle what the queue has now (waiting up to `wait_seconds` for it); returns how many."""
-        got = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=10, WaitTimeSeconds=self._wait,
+        got = self._sqs.receive_message(QueueUrl=self._url, MaxNumberOfMessages=self._batch, WaitTimeSeconds=self._wait,
                                         AttributeNames=["All"])
         messages = got.get("Messages", [])
         for message in messages:
@@ -440,16 +441,30 @@ class WebhookPoller:
                 stopped.wait(1)
 
 
+# Deployed, Lambda runs one delivery per invocation (batch size 1), many at once: a slow
+# subscriber holds up only its own. The local run does the same with a few pollers.
+LOCAL_WEBHOOK_WORKERS = 4
+
+
 def start_webhook_worker(sqs: Any, queue_url: str, stopped: threading.Event) -> threading.Thread:
-    """The webhook worker thread, polling until `stopped` is set."""
+    """The webhook workers (LOCAL_WEBHOOK_WORKERS pollers taking one message at a time),
+    polling until `stopped` is set; the thread returned ends when they all have."""
 
     def handler(event: dict[str, Any], context: Any) -> Any:
         import app  # imported here: `serve` sets up the app's module path and environment first
 
         return app.deliver_webhooks(event, context)
 
-    thread = threading.Thread(target=WebhookPoller(sqs, queue_url, handler).run, args=(stopped,),
-                              name="webhook-worker", daemon=True)
+    pollers = [threading.Thread(target=WebhookPoller(sqs, queue_url, handler, batch=1).run, args=(stopped,),
+                                name=f"webhook-worker-{n}", daemon=True) for n in range(LOCAL_WEBHOOK_WORKERS)]
+
+    def run_all() -> None:
+        for poller in pollers:
+            poller.start()
+        for poller in pollers:
+            poller.join()
+
+    thread = threading.Thread(target=run_all, name="webhook-workers", daemon=True)
     thread.start()
     return thread
 

@@ -241,3 +241,36 @@ def test_a_message_the_worker_cannot_handle_is_logged_once_and_left_to_come_back
     assert crash["route"] == "webhook worker" and crash["message_id"] and "Traceback" in crash["exception"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"])
     assert attributes["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"  # not deleted
+
+
+def test_a_slow_subscriber_does_not_hold_up_another_under_the_local_worker(
+        client: Any, gateway: Any, aws: EmbeddedAws, local_targets: None) -> None:
+    import threading
+    import time
+
+    from local.run import start_webhook_worker
+
+    stopped = threading.Event()
+    with webhook_receiver(stall=30) as (slow_url, slow_got), webhook_receiver() as (fast_url, fast_got):
+        slow = json.loads(subscribe(client, slow_url).body)["id"]
+        fast = json.loads(subscribe(client, fast_url).body)["id"]
+        worker = start_webhook_worker(aws.client("sqs"), os.environ["WEBHOOK_QUEUE_URL"], stopped)
+        try:
+            # given a delivery whose receiver holds the request (the sender gives up after 10 s)
+            assert client.post(f"/webhooks/{slow}/test").status_code == 202
+            deadline = time.monotonic() + 30
+            while not slow_got and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert slow_got, "the slow receiver got nothing"
+            held_since = time.monotonic()
+            # when another subscription has a delivery meanwhile
+            assert client.post(f"/webhooks/{fast}/test").status_code == 202
+            while not fast_got and time.monotonic() < held_since + 30:
+                time.sleep(0.05)
+            arrived = time.monotonic() - held_since
+        finally:
+            stopped.set()
+            worker.join(timeout=30)
+
+    # then it arrives while the first is still held (one worker would wait out its 10 s)
+    assert fast_got and arrived < 8, arrived
