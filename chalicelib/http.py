@@ -121,16 +121,33 @@ def read_body(raw: bytes | None, content_type: str | None, *, form: bool = False
         return FormFields(parse_form(text))
     if not text.strip():
         raise errors.ValidationError("The body is empty; a JSON object is expected.")
+    text = text.removeprefix("\ufeff")  # a byte order mark, which RFC 8259 lets a reader ignore
     try:
-        parsed = json.loads(text, object_pairs_hook=_object_once)
+        parsed = json.loads(text, object_pairs_hook=_object_once, parse_constant=_not_a_json_number)
     except (ValueError, RecursionError) as exc:
+        if isinstance(exc, errors.GatewayError):
+            raise
         if _FORM_LIKE.match(text):
             send = f"send it with Content-Type: {FORM}, or send JSON" if form else "send JSON instead"
             raise errors.ValidationError(f"The body is not JSON but looks like a form (name=value&...); "
                                          f"{send}.") from None
-        raise errors.ValidationError(f"The body is not valid JSON: {exc}.") from None
+        raise errors.ValidationError(f"The body is not valid JSON: {_json_fault(exc)}.") from None
     require_unicode(parsed, "body field")
     return parsed
+
+
+def _not_a_json_number(name: str) -> Any:
+    # Python's json reads NaN and Infinity, which JSON has not: refused as the parser would.
+    raise errors.ValidationError(f"The body is not valid JSON: {name} is not a JSON number.")
+
+
+def _json_fault(exc: BaseException) -> str:
+    """What is wrong with a body json refused, in words (never Python's own advice)."""
+    if isinstance(exc, json.JSONDecodeError):
+        return f"{exc.msg.lower()} at line {exc.lineno}, column {exc.colno}"
+    if isinstance(exc, RecursionError):
+        return "arrays or objects are nested too deeply"
+    return "it holds a number with too many digits"  # int() over sys.get_int_max_str_digits()
 
 
 def _object_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -186,3 +186,29 @@ def test_refusals_are_plain_english_naming_the_field_as_the_spec_does(
     assert answer.status_code == 400, answer.body
     assert message(answer) == expected
     assert not MACHINE_TALK.search(expected)
+
+
+@pytest.mark.parametrize("body, says", [
+    (b"[" * 100_000, "arrays or objects are nested too deeply"),
+    (b'{"service": 1, "quantity": ' + b"9" * 5000 + b"}", "it holds a number with too many digits"),
+    (b'{"service": 1, "quantity": NaN}', "NaN is not a JSON number"),
+    (b'{"service": 1, "quantity": Infinity}', "Infinity is not a JSON number"),
+    (b'{"service": 1,}', "expecting property name enclosed in double quotes at line 1, column 15"),
+])
+def test_a_body_that_is_not_json_is_refused_in_words_never_pythons(client: Api, panel: Any, body: bytes,
+                                                                   says: str) -> None:
+    answer = client.post("/orders", body=body, headers={"Idempotency-Key": "k-json",
+                                                        "Content-Type": "application/json"})
+
+    assert answer.status_code == 400 and message(answer) == f"The body is not valid JSON: {says}."
+    assert panel.add_calls == 0
+
+
+def test_a_json_body_opening_with_a_byte_order_mark_is_read(client: Api, panel: Any) -> None:
+    body = b"\xef\xbb\xbf" + json.dumps({"service": 1, "link": "https://www.instagram.com/p/bom/",
+                                         "quantity": 100}).encode()
+
+    answer = client.post("/orders", body=body, headers={"Idempotency-Key": "k-bom",
+                                                        "Content-Type": "application/json"})
+
+    assert answer.status_code == 201 and panel.add_calls == 1
