@@ -26,7 +26,7 @@ from chalice.local import ChaliceRequestHandler, ForbiddenError, LambdaEventConv
 from chalice.local import LocalGatewayException, RouteMatcher, ThreadedHTTPServer
 
 from chalicelib import errors, http, logs
-from chalicelib.callers import record_for
+from chalicelib.callers import KEY_PREFIX, record_for
 from local.aws import SECRET_ID, TABLE, EmbeddedAws, apply_environ, create_queue, create_table, write_secret
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,6 +220,7 @@ _FIELD_LINE = re.compile(rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+:[\t\x20-\x7e\x80-\xff]*\
 _DIGITS = re.compile(r"[0-9]+")
 # What follows the path proper, raw or percent-encoded: a query, path parameters, a fragment.
 _AFTER_PATH = re.compile(r"[?;#]|%3[FfBb]|%23")
+_CALLER_KEY = re.compile(re.escape(KEY_PREFIX) + r"[A-Za-z0-9_%-]+")  # a gateway key, as new_key() makes them
 
 
 class Handler(ChaliceRequestHandler):
@@ -285,19 +286,23 @@ class Handler(ChaliceRequestHandler):
             return
         super()._generic_handle()
 
-    def do_HEAD(self) -> None:
-        # No route serves HEAD; chalice local's answer would carry a body, which a HEAD
-        # answer must not, and the next request on the connection would be read wrongly.
+    def _not_served(self) -> None:
+        """405 in the one shape for a method no route serves (404 off every route).
+
+        HEAD: chalice local's answer would carry a body, which a HEAD answer must not, and
+        the next request on the connection would be read wrongly. OPTIONS: chalice local
+        answers an empty 200 of its own (a CORS preflight); the gateway serves no browser."""
         if not self._framed():
             return
         allowed = self._allowed()
         if not allowed:
             self._answer(errors.NotFound("No such route."), {})
             return
-        self._answer(errors.MethodNotAllowed(f"HEAD is not served on this route; use {allowed}."),
+        self._answer(errors.MethodNotAllowed(f"{self.command} is not served on this route; use {allowed}."),
                      {"Allow": allowed})
 
-    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = do_OPTIONS = _handle
+    do_HEAD = do_OPTIONS = _not_served
+    do_GET = do_PUT = do_POST = do_DELETE = do_PATCH = _handle
 
     def _framed(self) -> bool:
         """Reads the body; False if it cannot be, the request refused and the connection closing."""
@@ -397,7 +402,8 @@ class Handler(ChaliceRequestHandler):
         # version only. (Its send_error, which logged the request line again as the
         # reason, is replaced.)
         words = self.requestline.split()
-        shown = words[:1] + [_AFTER_PATH.split(word, 1)[0] for word in words[1:2]]
+        # a key pasted into the path itself (/orders/sgw_...) is the caller's mistake: not logged either
+        shown = words[:1] + [_CALLER_KEY.sub(KEY_PREFIX + "…", _AFTER_PATH.split(word, 1)[0]) for word in words[1:2]]
         if len(words) == 3 and words[2].startswith("HTTP/"):
             shown.append(words[2])
         self.log_message('"%s" %s %s', " ".join(shown) or "-", code, size)
@@ -501,7 +507,9 @@ def banner(port: int, caller_key: str, upstream: str, aws_endpoint: str, secret_
         f"  gateway:    {base}",
         f"  upstream:   {upstream}",
         f"  AWS:        embedded (moto) at {aws_endpoint}: DynamoDB, Secrets Manager and SQS, in memory",
-        "  webhooks:   delivered by a worker thread in this process; http and loopback targets allowed",
+        "  webhooks:   delivered by worker threads in this process; " + (
+            "http and loopback targets allowed" if os.environ.get("WEBHOOK_ALLOW_PRIVATE_TARGETS", "").lower() == "true"
+            else "https and public targets only (WEBHOOK_ALLOW_PRIVATE_TARGETS is not true)"),
         f"  caller key: {caller_key} (every scope, no restriction)",
         "",
         f'  curl -H "X-API-Key: {caller_key}" {base}/balance',

@@ -433,6 +433,9 @@ def test_answers_what_the_local_server_refuses_itself_in_the_one_error_shape_and
     for path in (f"/health;api_key={secret}", f"/health%3Fapi_key={secret}", f"/health%3fapi_key={secret}"):
         answer = run.get(path, key=None)
         assert secret not in answer.text, path
+    # a gateway key pasted into the path itself (the caller's mistake)
+    pasted = "sgw_" + "k" * 43
+    assert run.get(f"/orders/{pasted}").status_code == 400
     # and still serving
     assert run.get(f"/health?api_key={secret}", key=None).status_code == 400
     assert run.get("/health", key=None).status_code == 200
@@ -440,8 +443,9 @@ def test_answers_what_the_local_server_refuses_itself_in_the_one_error_shape_and
     assert run.interrupt() == 0
     # the access lines keep method, path and status, never a query string
     log = run.output() + run.errors()
-    assert secret not in log
+    assert secret not in log and pasted not in log
     assert '"GET /orders/1/nope HTTP/1.1" 404' in log
+    assert '"GET /orders/sgw_… HTTP/1.1" 400' in log
     assert '"FOO /balance HTTP/1.1" 405' in log
     assert '"GET /health HTTP/1.1" 400' in log and '"GET /health HTTP/1.1" 200' in log
     assert "Traceback" not in log
@@ -627,6 +631,14 @@ def test_head_is_answered_without_a_body_so_the_connection_stays_in_step(strict_
         assert (health.status, json.loads(health.read())) == (200, {"status": "ok"})
     finally:
         connection.close()
+
+
+def test_options_is_a_method_not_allowed_in_the_one_shape(strict_run: LocalRun) -> None:
+    # chalice local would answer an empty 200 of its own (a CORS preflight)
+    answer = requests.options(strict_run.base + "/orders", timeout=HTTP_TIMEOUT)
+
+    assert answer.status_code == 405 and set(answer.headers["Allow"].split(", ")) == {"GET", "POST"}
+    assert answer.json()["error"]["code"] == "method_not_allowed" and answer.headers["X-Request-Id"]
 
 
 def test_a_loopback_receiver_subscribed_to_the_local_run_gets_signed_deliveries_and_ctrl_c_stops_the_worker(
