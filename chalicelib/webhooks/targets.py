@@ -96,7 +96,7 @@ class Targets:
                 kind = private_kind(address)
                 if kind is not None:
                     shown = host if literal is not None else f"{host} resolves to {address}, which"
-                    raise _refused(f"{shown} is a {kind} address; the target must be a public address.")
+                    raise _refused(f"{shown} is {_article(kind)} {kind} address; the target must be a public address.")
         return Target(url=url, scheme=parts.scheme.lower(), host=host, port=port, address=str(addresses[0]))
 
     def _lookup(self, host: str, port: int) -> list[IP]:
@@ -180,3 +180,7 @@ class PinnedAdapter(DeadlineAdapter):
         name = f"[{self._target.host}]" if ":" in self._target.host else self._target.host
         request.headers["Host"] = name if self._target.port == default else f"{name}:{self._target.port}"
         return super().send(request, *args, **kwargs)
+
+
+def _article(word: str) -> str:
+    return "an" if word[:1].lower() in "aeiou" else "a"
