@@ -190,6 +190,27 @@ def test_redeliver_sends_the_same_event_again_with_the_same_webhook_id(
     assert [entry["attempt"] for entry in after["history"]] == [1, 2]
 
 
+def test_a_subscription_disabled_by_410_refuses_a_test_event_and_a_redelivery(
+        client: Any, gateway: Any, resources: EmbeddedAws, local_targets: None) -> None:
+    # given a subscription whose URL answered its first delivery with 410 Gone
+    with webhook_receiver([410]) as (url, got):
+        webhook = json.loads(subscribe(client, url).body)
+        client.post(f"/webhooks/{webhook['id']}/test")
+        drain(resources, gateway)
+        (delivery,) = json.loads(client.get(f"/webhooks/{webhook['id']}/deliveries").body)["deliveries"]
+
+        # when a test event and a redelivery are asked for
+        test = client.post(f"/webhooks/{webhook['id']}/test")
+        again = client.post(f"/webhooks/{webhook['id']}/deliveries/{delivery['id']}/redeliver")
+        drain(resources, gateway)
+
+    # then both say why nothing would be sent, and nothing was
+    assert json.loads(client.get(f"/webhooks/{webhook['id']}").body)["status"] == "disabled"
+    for answer in (test, again):
+        assert answer.status_code == 422 and json.loads(answer.body)["error"]["code"] == "webhook_disabled"
+    assert len(got) == 1
+
+
 def test_no_delivery_starts_after_the_subscription_is_deleted(
         client: Any, gateway: Any, resources: EmbeddedAws, local_targets: None) -> None:
     with webhook_receiver() as (url, got):

@@ -33,7 +33,7 @@ from chalicelib import dynamo, errors
 from chalicelib.dynamo import Cancelled, Table
 from chalicelib.events.model import RETENTION_SECONDS, Event, rfc3339
 from chalicelib.webhooks.queue import Message, Queue
-from chalicelib.webhooks.subscriptions import ENABLED, Webhook
+from chalicelib.webhooks.subscriptions import ENABLED, Webhook, disabled
 
 PENDING, DELIVERED, RETRYING, FAILED = "pending", "delivered", "retrying", "failed"
 OPEN = (PENDING, RETRYING)
@@ -232,6 +232,8 @@ class DeliveryLog:
         found = self._store.get(webhook.caller, webhook.id, delivery_id) if _ID.fullmatch(delivery_id) else None
         if found is None:
             raise errors.WebhookNotFound(f"No delivery {delivery_id[:40]!r} for this webhook.")
+        if webhook.status != ENABLED:
+            raise disabled()
         if found.attempts >= MAX_ATTEMPTS:
             raise errors.Refused(f"This delivery was attempted {found.attempts} times, the most a delivery is; "
                                  "send a new test event instead.", code="delivery_attempts_exhausted")

@@ -181,11 +181,18 @@ class Subscriptions:
     def test(self, caller: str, webhook_id: str) -> Event:
         """A webhook.test event, for this subscription only (its data names it)."""
         webhook = self.get(caller, webhook_id)
+        if webhook.status != ENABLED:
+            raise disabled()
         event = model.new(caller, "webhook.test", {"webhook_id": webhook.id, "url": webhook.url},
                           now=self._clock())
         self._store.record_event(event)
         self._published([event])
         return event
+
+
+def disabled() -> errors.Refused:
+    return errors.Refused("This subscription is disabled (its URL answered 410 Gone); subscribe the URL again "
+                          "to receive events.", code="webhook_disabled")
 
 
 def _plausible(webhook_id: str) -> bool:
