@@ -17,6 +17,7 @@ from typing import Any, Callable, Protocol, Sequence
 from chalicelib.dynamo import Table
 from chalicelib.events import model
 from chalicelib.events.model import Event, rfc3339
+from chalicelib.orders.store import write_change
 
 OPEN_REFILL_STATES = frozenset({"pending", "in_progress"})
 FINAL_REFILL_STATES = frozenset({"completed", "rejected"})  # the sync lets go of them
@@ -87,13 +88,7 @@ class DynamoRefills:
             "ConditionExpression": "#status = :previous",
             "ExpressionAttributeNames": {"#status": "status", "#state": "state", "#work": "work"},
             "ExpressionAttributeValues": self._db.values(values)}}
-        # the token makes an SDK retry of a write that did happen a success, not a refusal
-        if not self._db.changed(update, model.to_item(event) if event else None,
-                                token=event.id.removeprefix("evt_") if event else None):
-            return None  # recorded by someone else meanwhile, with its event
-        if event is not None:
-            self._published([event])
-        return event
+        return write_change(self._db, update, event, self._published)
 
 
 def _data(refill_id: int, order_id: int, status: str, state: str) -> dict[str, Any]:

@@ -305,13 +305,7 @@ class DynamoStore:
         else:
             update["Update"]["ConditionExpression"] = condition + "#status = :previous"
             update["Update"]["ExpressionAttributeValues"] |= self._db.values({":previous": previous})
-        # the token makes an SDK retry of a write that did happen a success, not a refusal
-        if not self._db.changed(update, model.to_item(event) if event else None,
-                                token=event.id.removeprefix("evt_") if event else None):
-            return None  # recorded by someone else meanwhile, with its event
-        if event is not None:
-            self._published([event])
-        return event
+        return write_change(self._db, update, event, self._published)
 
     def open_orders(self) -> list[dict[str, Any]]:
         """Reads only the sparse WORK_INDEX (a Query, every page): closed orders cost nothing."""
@@ -605,6 +599,19 @@ def _idem_key(caller: str, key_hash: str) -> dict[str, str]:
 
 # iso(created_at) "#" owner token (the desk's are uuid4 hex): at most 89 ASCII bytes.
 _LEDGER_SK = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{3}Z#[0-9A-Za-z_-]{1,64}")
+
+
+def write_change(db: Table, update: dict[str, Any], event: Event | None,
+                 published: Callable[[Sequence[Event]], None]) -> Event | None:
+    """A status change (`update`, conditional on the status it replaces) with its event,
+    then the event published. None when another writer recorded this change first."""
+    # the token makes an SDK retry of a write that did happen a success, not a refusal
+    if not db.changed(update, model.to_item(event) if event else None,
+                      token=event.id.removeprefix("evt_") if event else None):
+        return None
+    if event is not None:
+        published([event])
+    return event
 
 
 def _order_key(order_id: int) -> dict[str, Any]:
