@@ -298,7 +298,9 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
     request_id = (event.context or {}).get("requestId") or os.urandom(16).hex()
     _request_id.set(request_id)
     _request.set(event)
-    _invocation.set(getattr(app, "lambda_context", None))  # Chalice set it for this request
+    # Chalice set it for this request; it ends with the request, so code run later in this
+    # thread (a test's direct call, the next invocation) never counts down a finished one.
+    invocation = _invocation.set(getattr(app, "lambda_context", None))
     _caller.set(None)
     _key.set(None)
     spent = timing.start_request()
@@ -308,6 +310,8 @@ def envelope(event: Any, get_response: Callable[[Any], Response]) -> Response:
             "content-type"), accepted=body_types(event.context.get("resourcePath"), event.method))
     except Exception:  # outside any view (a view's own are caught in `route`)
         response = crashed()
+    finally:
+        _invocation.reset(invocation)
     response.headers["X-Request-Id"] = request_id
     logs.access(request_id=request_id, method=event.method, route=event.context.get("resourcePath"),
                 status=response.status_code, error=error_code(response),
@@ -555,11 +559,14 @@ def sync_statuses(event: Any) -> dict[str, int]:
     """Every minute deployed (local/run.py: every STATUS_SYNC_SECONDS): the status sync,
     then the outbox's sweep (events whose in-line publishing failed or never ran), which
     runs even when the sync failed."""
-    _invocation.set(event.context)
+    invocation = _invocation.set(event.context)
     try:
         return status_sync().run()
     finally:
-        publish_pending()
+        try:
+            publish_pending()
+        finally:
+            _invocation.reset(invocation)
 
 
 # -- webhooks ----------------------------------------------------------------------

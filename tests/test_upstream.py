@@ -477,6 +477,14 @@ def test_the_app_bounds_panel_calls_by_the_invocations_remaining_time(
     assert type(err) is errors.UpstreamTimeout and took < TRICKLE_BOUND
 
 
+def test_an_invocations_time_ends_with_it(client: Any, gateway: Any) -> None:
+    # a request's Lambda context must not bound what later runs in the same thread
+    # (the next invocation of a warm container, a scheduled run, a test's direct call)
+    assert client.get("/health").status_code == 200
+
+    assert gateway.time_left() is None
+
+
 def test_a_read_is_not_retried_when_another_try_would_outlast_the_function(
         panel: SandboxPanel, sleeps: list[float]) -> None:
     # given 3.5 s left, 2 kept back: one 2 s try fits (cut to 1.5 s), a second does not
