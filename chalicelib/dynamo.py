@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from chalicelib import errors
 
@@ -97,17 +97,18 @@ class Table:
 
     def work(self, kind: str) -> list[dict[str, Any]]:
         """Every item (plain) in WORK_INDEX under `kind`: one Query per page, never a Scan."""
-        params: dict[str, Any] = {
-            "TableName": self.name, "IndexName": WORK_INDEX, "KeyConditionExpression": "#work = :kind",
-            "ExpressionAttributeNames": {"#work": "work"}, "ExpressionAttributeValues": self.values({":kind": kind}),
-            "Limit": WORK_PAGE,
-        }
-        found: list[dict[str, Any]] = []
+        return list(self.query_all(
+            TableName=self.name, IndexName=WORK_INDEX, KeyConditionExpression="#work = :kind",
+            ExpressionAttributeNames={"#work": "work"}, ExpressionAttributeValues=self.values({":kind": kind}),
+            Limit=WORK_PAGE))
+
+    def query_all(self, **params: Any) -> Iterator[dict[str, Any]]:
+        """The items (plain) of every page of one Query, read a page at a time."""
         while True:
             page = self.call("query", **params)
-            found += [self.plain(item) for item in page.get("Items", [])]
+            yield from (self.plain(item) for item in page.get("Items", []))
             if not page.get("LastEvaluatedKey"):
-                return found
+                return
             params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def changed(self, update: dict[str, Any], event: dict[str, Any] | None, token: str | None) -> bool:

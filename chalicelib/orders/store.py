@@ -368,19 +368,15 @@ class DynamoStore:
             "ExpressionAttributeValues": self._db.values({":pk": f"LEDGER#{caller}", **unsettled}),
         }
         marked: list[dict[str, Any]] = []
-        while True:
-            page = self._db.call("query", **params)
-            for item in page.get("Items", []):
-                if not self._db.conditional(
-                        "update_item", TableName=self._table, Key={"pk": item["pk"], "sk": item["sk"]},
-                        UpdateExpression="SET unsettled = :caller", ConditionExpression=still,
-                        ExpressionAttributeNames={"#state": "state"},
-                        ExpressionAttributeValues=self._db.values({":caller": caller, **unsettled})):
-                    continue  # settled (or marked) since the page was read
-                marked.append(self._db.plain(item))
-            if not page.get("LastEvaluatedKey"):
-                return marked
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._db.query_all(**params):
+            if not self._db.conditional(
+                    "update_item", TableName=self._table, Key=self._db.item(_ledger_key(caller, item["sk"])),
+                    UpdateExpression="SET unsettled = :caller", ConditionExpression=still,
+                    ExpressionAttributeNames={"#state": "state"},
+                    ExpressionAttributeValues=self._db.values({":caller": caller, **unsettled})):
+                continue  # settled (or marked) since the page was read
+            marked.append(item)
+        return marked
 
     def index_orders(self, caller: str) -> dict[str, int]:
         """Entries completed before ORDER# items and `work` existed lack them, so `owners`
@@ -396,29 +392,24 @@ class DynamoStore:
         }
         opened = {":p": "pending", ":i": "in_progress", ":r": "processing"}
         written = {"order_items": 0, "work": 0}
-        while True:
-            page = self._db.call("query", **params)
-            for raw in page.get("Items", []):
-                item = self._db.plain(raw)
-                order_id = int(item["order_id"])
-                # An UpdateItem that creates: the operators' policy grants UpdateItem, not PutItem.
-                if self._db.conditional(
-                        "update_item", TableName=self._table, Key=self._db.item(_order_key(order_id)),
-                        UpdateExpression="SET order_id = :order, #caller = :caller, ledger_sk = :sk",
-                        ConditionExpression="attribute_not_exists(pk)", ExpressionAttributeNames={"#caller": "caller"},
-                        ExpressionAttributeValues=self._db.values({":order": order_id, ":caller": caller,
-                                                                   ":sk": item["sk"]})):
-                    written["order_items"] += 1
-                if item.get("state") in OPEN_STATES and "work" not in item and self._db.conditional(
-                        "update_item", TableName=self._table, Key={"pk": raw["pk"], "sk": raw["sk"]},
-                        UpdateExpression="SET #work = :work",
-                        ConditionExpression="attribute_not_exists(#work) AND #state IN (:p, :i, :r)",
-                        ExpressionAttributeNames={"#work": "work", "#state": "state"},
-                        ExpressionAttributeValues=self._db.values({":work": ORDER_WORK, **opened})):
-                    written["work"] += 1
-            if not page.get("LastEvaluatedKey"):
-                return written
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        for item in self._db.query_all(**params):
+            order_id = int(item["order_id"])
+            # An UpdateItem that creates: the operators' policy grants UpdateItem, not PutItem.
+            if self._db.conditional(
+                    "update_item", TableName=self._table, Key=self._db.item(_order_key(order_id)),
+                    UpdateExpression="SET order_id = :order, #caller = :caller, ledger_sk = :sk",
+                    ConditionExpression="attribute_not_exists(pk)", ExpressionAttributeNames={"#caller": "caller"},
+                    ExpressionAttributeValues=self._db.values({":order": order_id, ":caller": caller,
+                                                               ":sk": item["sk"]})):
+                written["order_items"] += 1
+            if item.get("state") in OPEN_STATES and "work" not in item and self._db.conditional(
+                    "update_item", TableName=self._table, Key=self._db.item(_ledger_key(caller, item["sk"])),
+                    UpdateExpression="SET #work = :work",
+                    ConditionExpression="attribute_not_exists(#work) AND #state IN (:p, :i, :r)",
+                    ExpressionAttributeNames={"#work": "work", "#state": "state"},
+                    ExpressionAttributeValues=self._db.values({":work": ORDER_WORK, **opened})):
+                written["work"] += 1
+        return written
 
     # -- reads ---------------------------------------------------------------------
 
@@ -442,13 +433,7 @@ class DynamoStore:
             "ExpressionAttributeValues": self._db.values({":caller": caller}),
             "ScanIndexForward": False,
         }
-        found: list[dict[str, Any]] = []
-        while True:
-            page = self._db.call("query", **params)
-            found += [self._db.plain(item) for item in page.get("Items", [])]
-            if not page.get("LastEvaluatedKey"):
-                return found
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        return list(self._db.query_all(**params))
 
     def ledger(self, caller: str, limit: int, cursor: str | None) -> tuple[list[dict[str, Any]], str | None]:
         """One page of the caller's ledger, newest first."""

@@ -102,13 +102,8 @@ class DynamoSubscriptions:
             "TableName": self._table, "ConsistentRead": True,
             "KeyConditionExpression": "pk = :pk AND begins_with(sk, :wh)",
             "ExpressionAttributeValues": self._db.values({":pk": _pk(caller), ":wh": "wh_"})}
-        found: list[Webhook] = []
-        while True:
-            page = self._db.call("query", **params)
-            found += [_webhook(self._db.plain(item)) for item in page.get("Items", [])]
-            if not page.get("LastEvaluatedKey"):
-                return sorted(found, key=lambda w: (w.created_at, w.id))
-            params["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        found = [_webhook(item) for item in self._db.query_all(**params)]
+        return sorted(found, key=lambda w: (w.created_at, w.id))
 
     def get(self, caller: str, webhook_id: str) -> Webhook | None:
         found = self._db.call("get_item", TableName=self._table, Key=self._db.item(_key(caller, webhook_id)),
