@@ -244,40 +244,47 @@ def webhook_queue() -> Any:
 
 
 @functools.cache
-def webhook_sink() -> Any:
-    """The outbox's "webhooks" sink (events/outbox.py gives it every event)."""
-    from chalicelib.webhooks.deliveries import DynamoDeliveries
-    from chalicelib.webhooks.sink import WebhookSink
+def subscription_store() -> Any:
     from chalicelib.webhooks.subscriptions import DynamoSubscriptions
 
-    return WebhookSink(DynamoSubscriptions(boto_client("dynamodb"), table()),
-                       DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+    return DynamoSubscriptions(boto_client("dynamodb"), table())
+
+
+@functools.cache
+def delivery_store() -> Any:
+    from chalicelib.webhooks.deliveries import DynamoDeliveries
+
+    return DynamoDeliveries(boto_client("dynamodb"), table())
+
+
+@functools.cache
+def webhook_sink() -> Any:
+    """The outbox's "webhooks" sink (events/outbox.py gives it every event)."""
+    from chalicelib.webhooks.sink import WebhookSink
+
+    return WebhookSink(subscription_store(), delivery_store(), webhook_queue())
 
 
 @functools.cache
 def webhooks() -> Any:
-    from chalicelib.webhooks.subscriptions import DynamoSubscriptions, Subscriptions
+    from chalicelib.webhooks.subscriptions import Subscriptions
 
-    return Subscriptions(DynamoSubscriptions(boto_client("dynamodb"), table()), webhook_targets(),
-                         published=outbox().dispatch)
+    return Subscriptions(subscription_store(), webhook_targets(), published=outbox().dispatch)
 
 
 @functools.cache
 def delivery_log() -> Any:
-    from chalicelib.webhooks.deliveries import DeliveryLog, DynamoDeliveries
+    from chalicelib.webhooks.deliveries import DeliveryLog
 
-    return DeliveryLog(DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue())
+    return DeliveryLog(delivery_store(), webhook_queue())
 
 
 @functools.cache
 def webhook_worker() -> Any:
-    from chalicelib.webhooks.deliveries import DynamoDeliveries
     from chalicelib.webhooks.sender import Sender
-    from chalicelib.webhooks.subscriptions import DynamoSubscriptions
     from chalicelib.webhooks.worker import Worker, retry_seconds
 
-    return Worker(DynamoSubscriptions(boto_client("dynamodb"), table()),
-                  DynamoDeliveries(boto_client("dynamodb"), table()), webhook_queue(), webhook_targets(),
+    return Worker(subscription_store(), delivery_store(), webhook_queue(), webhook_targets(),
                   Sender(), delays=retry_seconds(os.environ.get("WEBHOOK_RETRY_SECONDS")))
 
 
