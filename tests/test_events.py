@@ -418,9 +418,8 @@ def test_a_crashed_request_whose_lease_ran_out_is_announced_unknown_once(rig: Ri
     assert types(side.events()) == ["order.outcome_unknown"]
 
 
-def test_an_order_resolved_by_an_operator_is_created_once_even_if_its_late_completion_comes(
-        rig: Rig, side: Side, panel: Any, resources: Any) -> None:
-    # given an attempt whose completion is late, marked unknown and resolved meanwhile
+def resolved_while_late(resources: Any) -> tuple[DynamoStore, Any]:
+    """An attempt marked unknown and resolved by an operator as order 23501, its completion not yet in."""
     from tests.test_store import attempt
 
     store = DynamoStore(resources.client("dynamodb"), TABLE)
@@ -429,6 +428,13 @@ def test_an_order_resolved_by_an_operator_is_created_once_even_if_its_late_compl
     store.mark_unknown("alice", late.key_hash, late.owner, late.ledger_sk)
     store.resolve("alice", late.key_hash, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}},
                   1_800_000_100.0, 1_800_000_000.0)
+    return store, late
+
+
+def test_an_order_resolved_by_an_operator_is_created_once_even_if_its_late_completion_comes(
+        rig: Rig, side: Side, panel: Any, resources: Any) -> None:
+    # given an attempt whose completion is late, marked unknown and resolved meanwhile
+    store, late = resolved_while_late(resources)
 
     # when the late completion arrives
     store.complete(late, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}}, 1_800_000_100.0)
@@ -440,14 +446,7 @@ def test_an_order_resolved_by_an_operator_is_created_once_even_if_its_late_compl
 
 def test_a_late_completion_with_another_order_than_the_operator_resolved_is_not_recorded_silently(
         side: Side, resources: Any) -> None:
-    from tests.test_store import attempt
-
-    store = DynamoStore(resources.client("dynamodb"), TABLE)
-    late = attempt()
-    store.claim(late, 1_800_000_000.0)
-    store.mark_unknown("alice", late.key_hash, late.owner, late.ledger_sk)
-    store.resolve("alice", late.key_hash, 23501, {"status": 201, "body": {"id": 23501}, "headers": {}},
-                  1_800_000_100.0, 1_800_000_000.0)
+    store, late = resolved_while_late(resources)
 
     with pytest.raises(errors.StorageUnavailable):  # the desk logs it: "order placed but not recorded"
         store.complete(late, 23999, {"status": 201, "body": {"id": 23999}, "headers": {}}, 1_800_000_100.0)
